@@ -1,0 +1,45 @@
+"""channels: uniform non-blocking IO over pipes and sockets, with a Poller.
+
+The successor of ``yet-another-io-channels-library`` 0.2: the same names and
+behaviour, built on ``selectors``, typed, with pluggable framing.
+"""
+
+from ._errors import EndpointClosedException as EndpointClosedException
+from .buffering import Buffering as Buffering
+from .buffering import BufferingArg as BufferingArg
+from .buffering import BytesBuffering as BytesBuffering
+from .buffering import Framer as Framer
+from .buffering import LineBuffering as LineBuffering
+from .channel import BytesLike as BytesLike
+from .channel import Channel as Channel
+from .channel import ChannelLike as ChannelLike
+from .channel import CloseNotifier as CloseNotifier
+from .channel import PipeChannel as PipeChannel
+from .channel import SocketChannel as SocketChannel
+from .poller import AcceptEvent as AcceptEvent
+from .poller import DataEvent as DataEvent
+from .poller import PollResult as PollResult
+from .poller import Poller as Poller
+from .poller import SocketAddress as SocketAddress
+
+__all__ = [
+    "AcceptEvent",
+    "Buffering",
+    "BufferingArg",
+    "BytesBuffering",
+    "BytesLike",
+    "Channel",
+    "ChannelLike",
+    "CloseNotifier",
+    "DataEvent",
+    "EndpointClosedException",
+    "Framer",
+    "LineBuffering",
+    "PipeChannel",
+    "PollResult",
+    "Poller",
+    "SocketAddress",
+    "SocketChannel",
+]
+
+__version__ = "0.3.0.dev0"

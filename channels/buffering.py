@@ -1,0 +1,208 @@
+"""Framing strategies: how a channel cuts the incoming byte stream into frames.
+
+No IO in this module: a framer is fed bytes and end-of-stream, and hands out
+complete frames. A *strategy* (``Buffering``) is immutable configuration that
+creates one fresh *framer* per channel, so one strategy given to a ``Poller``
+serves every accepted client without them sharing a buffer.
+
+Built in:
+
+- ``BytesBuffering()`` (name ``'bytes'``): a frame is every byte buffered.
+- ``LineBuffering(delimiter=b'\\n')`` (name ``'line'``): a frame is one line
+  including its delimiter; at end of stream, the last partial line is a frame
+  too, without a delimiter.
+
+``as_buffering()`` turns what a constructor accepts into a strategy: a strategy
+passes through, ``'line'`` is ``LineBuffering()``, and — as in 0.2 — any other
+value means bytes.
+"""
+
+from typing import List, Optional, Protocol, Union, runtime_checkable
+
+__all__ = [
+    "Buffering",
+    "BufferingArg",
+    "BytesBuffering",
+    "Framer",
+    "LineBuffering",
+    "as_buffering",
+]
+
+
+@runtime_checkable
+class Framer(Protocol):
+    """Per-channel framing state, created by ``Buffering.new_framer()``.
+
+    The channel calls ``feed`` with every chunk it reads, ``feed_eof`` once the
+    stream ended (or the channel was closed), and ``next_frame`` to take the
+    next complete frame. ``feed_eof`` may be called more than once.
+    """
+
+    def feed(self, data: bytes) -> None:
+        """Append ``data`` (never empty) to the buffered stream."""
+
+    def feed_eof(self) -> None:
+        """Mark the end of the stream: nothing more will be fed."""
+
+    def next_frame(self) -> Optional[bytes]:
+        """Remove and return the next complete frame, or None if there is none."""
+
+
+@runtime_checkable
+class Buffering(Protocol):
+    """A framing strategy: immutable configuration that makes framers.
+
+    ``name`` is what a channel's ``buffering`` property reports (``'line'`` or
+    ``'bytes'`` for the built-in strategies).
+    """
+
+    @property
+    def name(self) -> str:
+        """The strategy's name, reported as the channel's ``buffering``."""
+
+    def new_framer(self) -> Framer:
+        """Return fresh framing state for one channel."""
+
+
+BufferingArg = Union[str, Buffering, None]
+"""What the ``buffering`` argument of channels and ``Poller`` accepts."""
+
+
+class _BytesFramer:
+    """Frames are all bytes buffered so far, in one piece."""
+
+    __slots__ = ("_chunks",)
+
+    def __init__(self) -> None:
+        self._chunks: List[bytes] = []
+
+    def feed(self, data: bytes) -> None:
+        self._chunks.append(data)
+
+    def feed_eof(self) -> None:
+        pass
+
+    def next_frame(self) -> Optional[bytes]:
+        chunks = self._chunks
+        if not chunks:
+            return None
+        frame = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        return frame
+
+
+class _LineFramer:
+    """Frames are delimiter-terminated lines; the tail counts at end of stream.
+
+    The buffer is searched once: ``_searched`` remembers how far a previous
+    search got without finding the delimiter, so a long line arriving in many
+    small chunks is not rescanned from its start each time.
+    """
+
+    __slots__ = ("_buffer", "_delimiter", "_eof", "_searched")
+
+    def __init__(self, delimiter: bytes) -> None:
+        self._buffer = bytearray()
+        self._delimiter = delimiter
+        self._searched = 0
+        self._eof = False
+
+    def feed(self, data: bytes) -> None:
+        self._buffer += data
+
+    def feed_eof(self) -> None:
+        self._eof = True
+
+    def next_frame(self) -> Optional[bytes]:
+        buffer = self._buffer
+        # A delimiter may straddle the old end of the buffer: step back over it.
+        start = max(0, self._searched - len(self._delimiter) + 1)
+        found = buffer.find(self._delimiter, start)
+        if found >= 0:
+            end = found + len(self._delimiter)
+            frame = bytes(buffer[:end])
+            del buffer[:end]  # O(1) at the front of a bytearray
+            self._searched = 0
+            return frame
+        if self._eof and buffer:
+            frame = bytes(buffer)
+            buffer.clear()
+            self._searched = 0
+            return frame
+        self._searched = len(buffer)
+        return None
+
+
+class BytesBuffering:
+    """The ``'bytes'`` strategy: ``read()`` returns every byte available."""
+
+    __slots__ = ()
+
+    name = "bytes"
+
+    def new_framer(self) -> Framer:
+        """Return fresh framing state for one channel."""
+        return _BytesFramer()
+
+    def __repr__(self) -> str:
+        return "BytesBuffering()"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, BytesBuffering)
+
+    def __hash__(self) -> int:
+        return hash(BytesBuffering)
+
+
+class LineBuffering:
+    """The ``'line'`` strategy: ``read()`` returns one line at a time.
+
+    A line ends with ``delimiter`` (default ``b'\\n'``; ``b'\\r\\n'`` and
+    ``b'\\0'`` are common others) and is returned with it. When the stream
+    ends, the last partial line is returned without a delimiter.
+    """
+
+    __slots__ = ("_delimiter",)
+
+    name = "line"
+
+    def __init__(self, delimiter: bytes = b"\n") -> None:
+        if not isinstance(delimiter, bytes):
+            raise TypeError(
+                f"LineBuffering delimiter must be bytes, not {type(delimiter).__name__}"
+            )
+        if not delimiter:
+            raise ValueError("LineBuffering delimiter must not be empty")
+        self._delimiter = delimiter
+
+    @property
+    def delimiter(self) -> bytes:
+        """The bytes that end a line."""
+        return self._delimiter
+
+    def new_framer(self) -> Framer:
+        """Return fresh framing state for one channel."""
+        return _LineFramer(self._delimiter)
+
+    def __repr__(self) -> str:
+        return f"LineBuffering(delimiter={self._delimiter!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, LineBuffering) and other.delimiter == self._delimiter
+
+    def __hash__(self) -> int:
+        return hash((LineBuffering, self._delimiter))
+
+
+def as_buffering(buffering: object) -> Buffering:
+    """Return the strategy that ``buffering`` names.
+
+    A ``Buffering`` instance is returned as is; ``'line'`` gives
+    ``LineBuffering()``; anything else (``'bytes'``, ``None``, ``''``, …)
+    gives ``BytesBuffering()``, as 0.2 treated every value but ``'line'``.
+    """
+    if isinstance(buffering, str):
+        return LineBuffering() if buffering == "line" else BytesBuffering()
+    if isinstance(buffering, Buffering):
+        return buffering
+    return BytesBuffering()
