@@ -18,8 +18,8 @@ from .channel import PipeChannel as PipeChannel
 from .channel import SocketChannel as SocketChannel
 from .poller import AcceptEvent as AcceptEvent
 from .poller import DataEvent as DataEvent
-from .poller import PollResult as PollResult
 from .poller import Poller as Poller
+from .poller import PollResult as PollResult
 from .poller import SocketAddress as SocketAddress
 
 __all__ = [

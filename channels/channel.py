@@ -16,11 +16,21 @@ close that epoll would silently forget.
 """
 
 import abc
+import contextlib
 import logging
 import os
 import select
 import socket
-from typing import Callable, Iterable, List, Optional, Protocol, Union, runtime_checkable
+from typing import (
+    Callable,
+    Iterable,
+    List,
+    Optional,
+    Protocol,
+    Union,
+    cast,
+    runtime_checkable,
+)
 
 from ._errors import EndpointClosedException
 from .buffering import BufferingArg, as_buffering
@@ -97,11 +107,10 @@ def _as_views(chunks: Iterable[object]) -> List[memoryview]:
         if isinstance(chunk, str):
             raise TypeError("write() takes bytes-like chunks, not str (encode it first)")
         try:
-            views.append(memoryview(chunk).cast("B"))  # type: ignore[arg-type]
+            # Anything with the buffer protocol goes; memoryview() checks that.
+            views.append(memoryview(cast(BytesLike, chunk)).cast("B"))
         except TypeError as exc:
-            raise TypeError(
-                f"write() takes bytes-like chunks, not {type(chunk).__name__}"
-            ) from exc
+            raise TypeError(f"write() takes bytes-like chunks, not {type(chunk).__name__}") from exc
     return views
 
 
@@ -267,10 +276,8 @@ class Channel(abc.ABC):
 
     def remove_close_callback(self, callback: Callable[[], None]) -> None:
         """Forget ``callback``; does nothing if it was not added."""
-        try:
+        with contextlib.suppress(ValueError):
             self._close_callbacks.remove(callback)
-        except ValueError:
-            pass
 
 
 class PipeChannel(Channel):
@@ -347,10 +354,9 @@ class PipeChannel(Channel):
             self._faucet = self._sink = -1
             if faucet >= 0:
                 if self._faucet_was_blocking:
-                    try:
+                    # A bad fd is reported by _close_fd just below.
+                    with contextlib.suppress(OSError):
                         os.set_blocking(faucet, True)
-                    except OSError:
-                        pass  # a bad fd is reported by _close_fd just below
                 _close_fd(faucet, "PipeChannel faucet")
             if sink >= 0 and sink != faucet:
                 _close_fd(sink, "PipeChannel sink")
@@ -369,7 +375,8 @@ class PipeChannel(Channel):
             where = "closed"
         else:
             where = " ".join(
-                f"{role}={fd}" for role, fd in (("faucet", self._faucet), ("sink", self._sink))
+                f"{role}={fd}"
+                for role, fd in (("faucet", self._faucet), ("sink", self._sink))
                 if fd >= 0
             )
         return f"<PipeChannel {where} buffering={self._buffering!r}>"
@@ -381,9 +388,7 @@ def _check_stream_socket(sock: object, user: str) -> socket.socket:
     if sock.fileno() < 0:
         raise ValueError(f"{user} takes an open socket; {sock!r} is closed")
     if sock.type != socket.SOCK_STREAM:
-        raise ValueError(
-            f"{user} takes a stream socket (SOCK_STREAM), not {sock.type!r}"
-        )
+        raise ValueError(f"{user} takes a stream socket (SOCK_STREAM), not {sock.type!r}")
     return sock
 
 

@@ -56,8 +56,18 @@ _ACCEPT_SKIP_ERRNOS = frozenset(
     code
     for code in (
         getattr(errno, name, None)
-        for name in ("ECONNABORTED", "EPROTO", "EPERM", "ENETDOWN", "ENOPROTOOPT",
-                     "EHOSTDOWN", "ENONET", "EHOSTUNREACH", "EOPNOTSUPP", "ENETUNREACH")
+        for name in (
+            "ECONNABORTED",
+            "EPROTO",
+            "EPERM",
+            "ENETDOWN",
+            "ENOPROTOOPT",
+            "EHOSTDOWN",
+            "ENONET",
+            "EHOSTUNREACH",
+            "EOPNOTSUPP",
+            "ENETUNREACH",
+        )
     )
     if code is not None
 )
@@ -336,7 +346,9 @@ class Poller:
             _LOGGER.warning("fd %d was reused; dropping server %r", fd, record.sock)
             self._servers.pop(id(record.sock), None)
             return
-        _LOGGER.warning("fd %d was reused; %r lost its fd and is reported closed", fd, record.channel)
+        _LOGGER.warning(
+            "fd %d was reused; %r lost its fd and is reported closed", fd, record.channel
+        )
         self._forget(record)
         record.stale = True
         self._closed[id(record.channel)] = record
@@ -349,8 +361,8 @@ class Poller:
         """
         bad = [
             (key, selectors.EVENT_READ)
-            for fd, key in list(self._selector.get_map().items())
-            if not _fd_is_open(fd)
+            for key in list(self._selector.get_map().values())
+            if not _fd_is_open(key.fd)
         ]
         if not bad:
             raise exc

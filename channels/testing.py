@@ -34,6 +34,8 @@ class TestChannel(SocketChannel):
         self._test_end: Optional[socket.socket] = test_end
         self._to_channel = bytearray()
         self._from_channel = bytearray()
+        self._stream_ends = False  # put_eof() was called
+        self._eof_sent = False
         super().__init__(channel_end, buffering=buffering)
 
     def put(self, data: BytesLike) -> None:
@@ -44,7 +46,18 @@ class TestChannel(SocketChannel):
         (view,) = _as_views((data,))
         if self._test_end is None:
             raise EndpointClosedException(f"put() to {self!r}: the channel was closed")
+        if self._stream_ends:
+            raise ValueError(f"put() to {self!r} after put_eof()")
         self._to_channel += view
+        self._push()
+
+    def put_eof(self) -> None:
+        """End the stream the channel reads, after everything already put.
+
+        The channel then reads what was put, then reports the end of stream
+        (as when a peer closes its end). Its ``write()`` keeps working.
+        """
+        self._stream_ends = True
         self._push()
 
     def get(self) -> bytes:
@@ -56,12 +69,18 @@ class TestChannel(SocketChannel):
 
     def _push(self) -> None:
         pending = self._to_channel
-        while pending and self._test_end is not None:
+        test_end = self._test_end
+        if test_end is None:
+            return
+        while pending:
             try:
-                sent = self._test_end.send(pending)
+                sent = test_end.send(pending)
             except BlockingIOError:
                 return
             del pending[:sent]
+        if self._stream_ends and not self._eof_sent:
+            self._eof_sent = True
+            test_end.shutdown(socket.SHUT_WR)
 
     def _pull(self) -> None:
         while self._test_end is not None:
@@ -81,10 +100,12 @@ class TestChannel(SocketChannel):
         """Close the channel; what it wrote stays available to ``get()``."""
         if self._closed:
             return
+        # Take what the channel wrote first: closing the channel's end while
+        # it has unread input resets the connection on some systems.
+        self._pull()
         try:
             super().close()
         finally:
-            self._pull()
             if self._test_end is not None:
                 self._test_end.close()
                 self._test_end = None

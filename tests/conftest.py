@@ -1,0 +1,258 @@
+"""Fixtures: channel makers over every transport, and every selector class.
+
+A *maker* returns ``(channel, peer)``: the channel under test and a ``Peer``
+that plays the other end (sends to the channel, receives what it wrote,
+closes). The channel contract in ``test_channel.py`` runs over all of them.
+"""
+
+import os
+import select
+import selectors
+import shutil
+import socket
+import tempfile
+import time
+from typing import Callable, Iterator, List, Optional, Tuple, Type
+
+import pytest
+
+from channels import Channel, PipeChannel, Poller, SocketChannel
+from channels.buffering import BufferingArg
+from channels.testing import TestChannel
+
+DEADLINE = 5.0
+
+
+def _selector_classes() -> List[Type[selectors.BaseSelector]]:
+    names = ["SelectSelector", "PollSelector", "EpollSelector", "DevpollSelector", "KqueueSelector"]
+    return [getattr(selectors, name) for name in names if hasattr(selectors, name)]
+
+
+SELECTOR_CLASSES = _selector_classes()
+
+
+@pytest.fixture(params=SELECTOR_CLASSES, ids=lambda cls: cls.__name__)
+def selector_cls(request: pytest.FixtureRequest) -> Type[selectors.BaseSelector]:
+    return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def make_poller(selector_cls: Type[selectors.BaseSelector]) -> Iterator[Callable[..., Poller]]:
+    """Make Pollers on the parametrized selector class; close them afterwards."""
+    made: List[Poller] = []
+
+    def make(buffering: BufferingArg = "bytes") -> Poller:
+        poller = Poller(buffering=buffering, selector=selector_cls)
+        made.append(poller)
+        return poller
+
+    yield make
+    for poller in made:
+        poller.close_all()
+        poller.selector.close()
+
+
+@pytest.fixture
+def poller(make_poller: Callable[..., Poller]) -> Poller:
+    return make_poller()
+
+
+def wait_readable(fd: int, timeout: float = DEADLINE) -> None:
+    """Wait until fd is readable; fail the test after timeout."""
+    ready, _, _ = select.select([fd], [], [], timeout)
+    assert ready, f"fd {fd} did not become readable within {timeout}s"
+
+
+def poll_until(
+    poller: Poller, predicate: Callable[[list], bool], timeout: float = DEADLINE
+) -> list:
+    """Poll, collecting results, until predicate(results) holds; fail at the deadline."""
+    results: list = []
+    deadline = time.monotonic() + timeout
+    while not predicate(results):
+        left = deadline - time.monotonic()
+        assert left > 0, f"condition not met within {timeout}s; got {results!r}"
+        results.extend(poller.poll(min(left, 0.5)))
+    return results
+
+
+def read_until(channel: Channel, predicate: Callable[[List[bytes]], bool]) -> List[bytes]:
+    """read() the channel (waiting on its fd) until predicate(frames) holds."""
+    frames: List[bytes] = []
+    deadline = time.monotonic() + DEADLINE
+    while not predicate(frames):
+        frame = channel.read()
+        if frame:
+            frames.append(frame)
+            continue
+        left = deadline - time.monotonic()
+        assert left > 0, f"condition not met within {DEADLINE}s; got {frames!r}"
+        select.select([channel.get_fd()], [], [], min(left, 0.2))
+    return frames
+
+
+class Peer:
+    """The other end of a channel under test."""
+
+    def __init__(
+        self,
+        send: Callable[[bytes], None],
+        recv: Callable[[], bytes],
+        close: Callable[[], None],
+        readable_fd: Optional[int],
+    ) -> None:
+        self._send = send
+        self._recv = recv
+        self._close = close
+        self.readable_fd = readable_fd
+
+    def send(self, data: bytes) -> None:
+        self._send(data)
+
+    def close(self) -> None:
+        self._close()
+
+    def recv_exactly(self, size: int) -> bytes:
+        """What the channel wrote: exactly size bytes, within the deadline."""
+        data = b""
+        deadline = time.monotonic() + DEADLINE
+        while len(data) < size:
+            chunk = self._recv()
+            if chunk:
+                data += chunk
+                continue
+            left = deadline - time.monotonic()
+            assert left > 0, f"got {len(data)} of {size} bytes within {DEADLINE}s"
+            if self.readable_fd is not None:
+                select.select([self.readable_fd], [], [], min(left, 0.2))
+            else:
+                time.sleep(0.001)  # TestChannel.get() has no fd of its own to wait on
+        assert len(data) == size, f"got {len(data)} bytes, expected {size}"
+        return data
+
+
+Maker = Callable[[BufferingArg], Tuple[Channel, Peer]]
+
+
+def _socket_peer(sock: socket.socket) -> Peer:
+    sock.settimeout(DEADLINE)
+
+    def recv() -> bytes:
+        try:
+            return sock.recv(65536, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return b""
+
+    def close() -> None:
+        sock.close()
+
+    return Peer(sock.sendall, recv, close, sock.fileno())
+
+
+def make_pipe(buffering: BufferingArg, cleanup: List[Callable[[], None]]) -> Tuple[Channel, Peer]:
+    to_channel_r, to_channel_w = os.pipe()
+    from_channel_r, from_channel_w = os.pipe()
+    channel = PipeChannel(to_channel_r, from_channel_w, buffering=buffering)
+    os.set_blocking(from_channel_r, False)
+    closed = []
+
+    def send(data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(to_channel_w, view) :]
+
+    def recv() -> bytes:
+        try:
+            return os.read(from_channel_r, 65536)
+        except BlockingIOError:
+            return b""
+
+    def close() -> None:
+        if not closed:
+            closed.append(True)
+            os.close(to_channel_w)
+
+    def release() -> None:
+        close()
+        os.close(from_channel_r)
+
+    cleanup.append(release)
+    return channel, Peer(send, recv, close, from_channel_r)
+
+
+def make_socketpair(
+    buffering: BufferingArg, cleanup: List[Callable[[], None]]
+) -> Tuple[Channel, Peer]:
+    mine, theirs = socket.socketpair()
+    cleanup.append(theirs.close)
+    return SocketChannel(mine, buffering=buffering), _socket_peer(theirs)
+
+
+def _connected_pair(family: int, address: object) -> Tuple[socket.socket, socket.socket]:
+    with socket.socket(family, socket.SOCK_STREAM) as listener:
+        listener.bind(address)
+        listener.listen(1)
+        client = socket.socket(family, socket.SOCK_STREAM)
+        client.connect(listener.getsockname())
+        server_side, _ = listener.accept()
+    return server_side, client
+
+
+def make_tcp(buffering: BufferingArg, cleanup: List[Callable[[], None]]) -> Tuple[Channel, Peer]:
+    mine, theirs = _connected_pair(socket.AF_INET, ("127.0.0.1", 0))
+    cleanup.append(theirs.close)
+    return SocketChannel(mine, buffering=buffering), _socket_peer(theirs)
+
+
+def make_unix(
+    buffering: BufferingArg, cleanup: List[Callable[[], None]], directory: str
+) -> Tuple[Channel, Peer]:
+    mine, theirs = _connected_pair(socket.AF_UNIX, os.path.join(directory, "sock"))
+    cleanup.append(theirs.close)
+    return SocketChannel(mine, buffering=buffering), _socket_peer(theirs)
+
+
+def make_test_channel(
+    buffering: BufferingArg, cleanup: List[Callable[[], None]]
+) -> Tuple[Channel, Peer]:
+    channel = TestChannel(buffering=buffering)
+    return channel, Peer(channel.put, channel.get, channel.put_eof, None)
+
+
+MAKERS = ["pipe", "socketpair", "tcp", "unix", "testchannel"]
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[str]:
+    """A directory with a short path: Unix socket paths are limited to ~100 bytes."""
+    path = tempfile.mkdtemp(prefix="ch-")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(params=MAKERS)
+def make_channel(request: pytest.FixtureRequest, short_tmp: str) -> Iterator[Maker]:
+    """A maker of (channel, peer) over each transport; everything is closed afterwards."""
+    cleanup: List[Callable[[], None]] = []
+    channels: List[Channel] = []
+
+    def make(buffering: BufferingArg = "bytes") -> Tuple[Channel, Peer]:
+        kind = request.param
+        if kind == "pipe":
+            made = make_pipe(buffering, cleanup)
+        elif kind == "socketpair":
+            made = make_socketpair(buffering, cleanup)
+        elif kind == "tcp":
+            made = make_tcp(buffering, cleanup)
+        elif kind == "unix":
+            made = make_unix(buffering, cleanup, short_tmp)
+        else:
+            made = make_test_channel(buffering, cleanup)
+        channels.append(made[0])
+        return made
+
+    yield make
+    for channel in channels:
+        channel.close()
+    for release in cleanup:
+        release()

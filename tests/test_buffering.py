@@ -1,0 +1,228 @@
+"""Framing on plain bytes: no fds here."""
+
+from typing import List, Optional
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from channels import Buffering, BytesBuffering, Framer, LineBuffering
+from channels.buffering import as_buffering
+
+
+def frames_of(framer: Framer) -> List[bytes]:
+    frames = []
+    while True:
+        frame = framer.next_frame()
+        if frame is None:
+            return frames
+        frames.append(frame)
+
+
+def test_line_framer_returns_lines_with_their_delimiter() -> None:
+    framer = LineBuffering().new_framer()
+    framer.feed(b"one\ntwo\nthr")
+    assert frames_of(framer) == [b"one\n", b"two\n"]
+    framer.feed(b"ee\n")
+    assert frames_of(framer) == [b"three\n"]
+
+
+def test_line_framer_keeps_a_partial_line_until_eof() -> None:
+    framer = LineBuffering().new_framer()
+    framer.feed(b"partial")
+    assert framer.next_frame() is None
+    framer.feed_eof()
+    assert framer.next_frame() == b"partial"
+    assert framer.next_frame() is None
+
+
+def test_line_framer_at_eof_with_nothing_buffered_has_no_frame() -> None:
+    framer = LineBuffering().new_framer()
+    framer.feed(b"whole\n")
+    framer.feed_eof()
+    framer.feed_eof()
+    assert frames_of(framer) == [b"whole\n"]
+
+
+def test_line_framer_finds_a_delimiter_split_across_feeds() -> None:
+    framer = LineBuffering(b"\r\n").new_framer()
+    framer.feed(b"abc\r")
+    assert framer.next_frame() is None
+    framer.feed(b"\nrest")
+    assert framer.next_frame() == b"abc\r\n"
+    assert framer.next_frame() is None
+
+
+def test_line_framer_with_a_long_delimiter_split_three_ways() -> None:
+    framer = LineBuffering(b"<END>").new_framer()
+    for piece in (b"x<E", b"N", b"D>y"):
+        framer.feed(piece)
+        if piece != b"D>y":
+            assert framer.next_frame() is None
+    assert framer.next_frame() == b"x<END>"
+
+
+def test_line_framer_handles_empty_lines() -> None:
+    framer = LineBuffering().new_framer()
+    framer.feed(b"\n\n\n")
+    assert frames_of(framer) == [b"\n", b"\n", b"\n"]
+
+
+def test_bytes_framer_returns_everything_buffered_in_one_frame() -> None:
+    framer = BytesBuffering().new_framer()
+    assert framer.next_frame() is None
+    framer.feed(b"a\n")
+    framer.feed(b"b")
+    assert framer.next_frame() == b"a\nb"
+    assert framer.next_frame() is None
+    framer.feed_eof()
+    assert framer.next_frame() is None
+
+
+def test_each_framer_has_its_own_state() -> None:
+    strategy = LineBuffering()
+    first, second = strategy.new_framer(), strategy.new_framer()
+    first.feed(b"from first ")
+    second.feed(b"from second\n")
+    assert first.next_frame() is None
+    assert second.next_frame() == b"from second\n"
+
+
+@pytest.mark.parametrize("delimiter", [b"", bytearray(b"\n"), "\n", None])
+def test_line_buffering_rejects_a_bad_delimiter(delimiter: object) -> None:
+    error = ValueError if delimiter == b"" else TypeError
+    with pytest.raises(error, match="delimiter"):
+        LineBuffering(delimiter)  # type: ignore[arg-type]
+
+
+def test_strategies_compare_and_print_as_their_configuration() -> None:
+    assert LineBuffering() == LineBuffering(b"\n")
+    assert LineBuffering(b"\0") != LineBuffering()
+    assert BytesBuffering() == BytesBuffering()
+    assert LineBuffering() != BytesBuffering()
+    assert len({LineBuffering(), LineBuffering(b"\n"), BytesBuffering()}) == 2
+    assert repr(LineBuffering(b"\0")) == "LineBuffering(delimiter=b'\\x00')"
+    assert repr(BytesBuffering()) == "BytesBuffering()"
+    assert LineBuffering(b"\r\n").delimiter == b"\r\n"
+
+
+@pytest.mark.parametrize(
+    ("argument", "expected"),
+    [
+        ("line", LineBuffering()),
+        ("bytes", BytesBuffering()),
+        (None, BytesBuffering()),
+        ("", BytesBuffering()),
+        ("LINE", BytesBuffering()),
+        (b"line", BytesBuffering()),
+        (0, BytesBuffering()),
+    ],
+)
+def test_as_buffering_treats_every_value_but_line_as_bytes(
+    argument: object, expected: Buffering
+) -> None:
+    assert as_buffering(argument) == expected
+
+
+def test_as_buffering_passes_a_strategy_through() -> None:
+    strategy = LineBuffering(b"\0")
+    assert as_buffering(strategy) is strategy
+
+
+class Netstring:
+    """A user's own strategy: length-prefixed frames, b'5:hello,'."""
+
+    name = "netstring"
+
+    def new_framer(self) -> Framer:
+        return _NetstringFramer()
+
+
+class _NetstringFramer:
+    def __init__(self) -> None:
+        self.buffer = b""
+
+    def feed(self, data: bytes) -> None:
+        self.buffer += data
+
+    def feed_eof(self) -> None:
+        pass
+
+    def next_frame(self) -> Optional[bytes]:
+        head, colon, rest = self.buffer.partition(b":")
+        if not colon or len(rest) <= int(head):
+            return None
+        size = int(head)
+        self.buffer = rest[size + 1 :]
+        return rest[:size]
+
+
+def test_a_custom_strategy_satisfies_the_protocol() -> None:
+    strategy = Netstring()
+    assert isinstance(strategy, Buffering)
+    assert as_buffering(strategy) is strategy
+    framer = strategy.new_framer()
+    framer.feed(b"5:hello,3:a")
+    assert frames_of(framer) == [b"hello"]
+
+
+# -- properties: any stream, cut anywhere -----------------------------------
+
+
+def cut(stream: bytes, points: List[int]) -> List[bytes]:
+    bounds = sorted({0, len(stream), *(p % (len(stream) + 1) for p in points)})
+    return [stream[a:b] for a, b in zip(bounds, bounds[1:]) if b > a]
+
+
+def expected_lines(stream: bytes, delimiter: bytes) -> List[bytes]:
+    parts = stream.split(delimiter)
+    lines = [part + delimiter for part in parts[:-1]]
+    if parts[-1]:
+        lines.append(parts[-1])
+    return lines
+
+
+streams = st.lists(st.sampled_from([b"a", b"b", b"\n", b"\r", b"\r\n", b"\0", b"xyz"])).map(
+    b"".join
+)
+
+
+@given(
+    stream=streams,
+    points=st.lists(st.integers(min_value=0), max_size=20),
+    delimiter=st.sampled_from([b"\n", b"\r\n", b"\0", b"\n\n"]),
+    pull_between=st.booleans(),
+)
+def test_line_framing_yields_exactly_the_lines_of_any_chunking(
+    stream: bytes, points: List[int], delimiter: bytes, pull_between: bool
+) -> None:
+    framer = LineBuffering(delimiter).new_framer()
+    frames: List[bytes] = []
+    for chunk in cut(stream, points):
+        framer.feed(chunk)
+        if pull_between:
+            frames.extend(frames_of(framer))
+    framer.feed_eof()
+    frames.extend(frames_of(framer))
+    assert frames == expected_lines(stream, delimiter)
+    assert all(frame.endswith(delimiter) for frame in frames[:-1])
+
+
+@given(
+    stream=streams,
+    points=st.lists(st.integers(min_value=0), max_size=20),
+    pull_between=st.booleans(),
+)
+def test_bytes_framing_yields_exactly_the_stream(
+    stream: bytes, points: List[int], pull_between: bool
+) -> None:
+    framer = BytesBuffering().new_framer()
+    frames: List[bytes] = []
+    for chunk in cut(stream, points):
+        framer.feed(chunk)
+        if pull_between:
+            frames.extend(frames_of(framer))
+    framer.feed_eof()
+    frames.extend(frames_of(framer))
+    assert b"".join(frames) == stream
+    assert all(frames)

@@ -1,0 +1,494 @@
+"""The Poller (SPEC section 1 poll() contract), on every selector class."""
+
+import os
+import selectors
+import signal
+import socket
+import time
+from typing import Callable, Iterator, List, Optional, Type
+
+import pytest
+
+import channels
+import channels.channel
+import channels.poller
+import channels.testing
+from channels import (
+    EndpointClosedException,
+    LineBuffering,
+    PipeChannel,
+    Poller,
+    SocketChannel,
+)
+from channels.testing import TestChannel
+
+from .conftest import DEADLINE, poll_until
+
+
+def data_of(results: list, channel: object) -> List[bytes]:
+    return [data for data, source in results if source is channel]
+
+
+def closed(channel: object) -> Callable[[list], bool]:
+    return lambda results: (b"", channel) in [(d, s) for d, s in results if s is channel]
+
+
+@pytest.fixture
+def tcp_server() -> Iterator[socket.socket]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    yield sock
+    sock.close()
+
+
+# -- names ------------------------------------------------------------------
+
+
+def test_names_import_from_where_0_2_had_them() -> None:
+    assert channels.poller.Poller is channels.Poller
+    assert channels.testing.TestChannel is TestChannel
+    for name in ("Channel", "PipeChannel", "SocketChannel", "EndpointClosedException", "Poller"):
+        assert name in channels.__all__
+        assert getattr(channels, name) is getattr(channels.channel, name, channels.Poller)
+
+
+def test_the_selector_class_is_injectable(selector_cls: Type[selectors.BaseSelector]) -> None:
+    poller = Poller(selector=selector_cls)
+    assert type(poller.selector) is selector_cls
+    poller.selector.close()
+
+
+def test_the_default_selector_is_the_platforms_default() -> None:
+    poller = Poller()
+    assert type(poller.selector) is selectors.DefaultSelector
+    poller.selector.close()
+
+
+# -- poll() results ---------------------------------------------------------
+
+
+def test_poll_returns_an_empty_list_when_the_timeout_passes(poller: Poller) -> None:
+    channel = TestChannel()
+    poller.register(channel)
+    assert poller.poll(0) == []
+    start = time.monotonic()
+    result = poller.poll(0.05)
+    assert result == []
+    assert type(result) is list
+    assert time.monotonic() - start >= 0.04
+
+
+def test_poll_with_a_negative_timeout_does_not_wait(poller: Poller) -> None:
+    poller.register(TestChannel())
+    assert poller.poll(-1) == []
+
+
+def test_poll_reports_data_with_its_channel(poller: Poller) -> None:
+    first, second = TestChannel(), TestChannel()
+    poller.register(first)
+    poller.register(second)
+    first.put(b"to first")
+    second.put(b"to second")
+    results = poll_until(poller, lambda r: len(r) >= 2)
+    assert sorted(results, key=lambda r: r[0]) == [(b"to first", first), (b"to second", second)]
+    assert type(poller.poll(0)) is list
+
+
+def test_poll_with_no_timeout_waits_until_something_happens(poller: Poller) -> None:
+    channel = TestChannel()
+    poller.register(channel)
+    channel.put(b"x")
+    assert poller.poll() == [(b"x", channel)]
+    assert poller.poll(0) == []
+
+
+def test_poll_gives_one_pair_per_complete_line(poller: Poller) -> None:
+    channel = TestChannel(buffering="line")
+    poller.register(channel)
+    channel.put(b"one\ntwo\nthree\npart")
+    results = poll_until(poller, lambda r: len(r) >= 3)
+    assert results == [(b"one\n", channel), (b"two\n", channel), (b"three\n", channel)]
+    assert poller.poll(0) == []
+    channel.put(b"ial\n")
+    assert poll_until(poller, lambda r: len(r) >= 1) == [(b"partial\n", channel)]
+
+
+def test_poll_reports_a_peer_close_once_then_forgets_the_channel(poller: Poller) -> None:
+    channel = TestChannel(buffering="line")
+    poller.register(channel)
+    channel.put(b"line\ntail")
+    channel.put_eof()
+    results = poll_until(poller, closed(channel))
+    assert results == [(b"line\n", channel), (b"tail", channel), (b"", channel)]
+    assert poller.poll(0) == []
+    assert poller.selector.get_map() == {} or all(
+        key.data.channel is not channel for key in poller.selector.get_map().values()
+    )
+    channel.close()
+    assert poller.poll(0) == []
+
+
+def test_poll_does_not_wait_on_a_channel_it_reported_closed(poller: Poller) -> None:
+    gone, alive = TestChannel(), TestChannel()
+    poller.register(gone)
+    poller.register(alive)
+    gone.put_eof()
+    poll_until(poller, closed(gone))
+    assert len(poller.selector.get_map()) == 1
+    start = time.monotonic()
+    assert poller.poll(0.05) == []  # a level-triggered EOF would return at once
+    assert time.monotonic() - start >= 0.04
+    gone.close()
+
+
+def test_own_close_while_registered_is_reported_promptly(poller: Poller) -> None:
+    channel = TestChannel()
+    poller.register(channel)
+    channel.close()
+    start = time.monotonic()
+    assert poller.poll(DEADLINE) == [(b"", channel)]
+    assert time.monotonic() - start < DEADLINE / 2
+    assert poller.poll(0) == []
+
+
+def test_own_close_of_a_line_channel_reports_buffered_lines_first(poller: Poller) -> None:
+    channel = TestChannel(buffering="line")
+    poller.register(channel)
+    channel.put(b"a\n")
+    poll_until(poller, lambda r: len(r) >= 1)
+    channel.put(b"b\nc\nlast")
+    # Read "b\n" ourselves so the rest sits in the channel's framer.
+    deadline = time.monotonic() + DEADLINE
+    first = b""
+    while not first and time.monotonic() < deadline:
+        first = channel.read()
+    assert first == b"b\n"
+    channel.close()
+    assert poller.poll(DEADLINE) == [(b"c\n", channel), (b"last", channel), (b"", channel)]
+
+
+def test_close_of_a_pipe_channel_while_registered_is_reported(poller: Poller) -> None:
+    r, w = os.pipe()
+    channel = PipeChannel(r, w)
+    poller.register(channel)
+    channel.close()
+    assert poller.poll(DEADLINE) == [(b"", channel)]
+
+
+def test_an_fd_number_reused_by_a_new_channel_registers_cleanly(poller: Poller) -> None:
+    old_end, old_peer = socket.socketpair()
+    old = SocketChannel(old_end)
+    fd = old.get_fd()
+    poller.register(old)
+    old.close()
+    new_end, new_peer = socket.socketpair()
+    if new_end.fileno() != fd:
+        os.dup2(new_end.fileno(), fd)
+        new_end.close()
+        new_end = socket.socket(fileno=fd)
+    new = SocketChannel(new_end)
+    assert new.get_fd() == fd
+    poller.register(new)
+    new_peer.sendall(b"hello")
+    results = poll_until(poller, lambda r: closed(old)(r) and data_of(r, new))
+    assert (b"", old) in results
+    assert data_of(results, new) == [b"hello"]
+    assert data_of(results, old) == [b""]
+    old_peer.close()
+    new_peer.close()
+
+
+def test_unregister_stops_reports(poller: Poller) -> None:
+    channel = TestChannel()
+    poller.register(channel)
+    poller.unregister(channel)
+    channel.put(b"x")
+    assert poller.poll(0.01) == []
+    channel.close()
+    assert poller.poll(0.01) == []
+
+
+def test_unregister_of_an_unknown_channel_does_nothing(poller: Poller) -> None:
+    channel = TestChannel()
+    poller.unregister(channel)
+    channel.close()
+
+
+def test_unregister_of_a_closed_channel_does_nothing(poller: Poller) -> None:
+    never = TestChannel()
+    never.close()
+    poller.unregister(never)
+    registered = TestChannel()
+    poller.register(registered)
+    registered.close()
+    poller.unregister(registered)  # its fileno() is -1 by now
+    assert poller.poll(0) == []  # and it is not reported either
+
+
+def test_register_twice_reports_once(poller: Poller) -> None:
+    channel = TestChannel()
+    poller.register(channel)
+    poller.register(channel)
+    channel.put(b"x")
+    assert poll_until(poller, lambda r: len(r) >= 1) == [(b"x", channel)]
+
+
+# -- servers ----------------------------------------------------------------
+
+
+def test_add_server_accepts_tcp_clients_with_the_pollers_buffering(
+    make_poller: Callable[..., Poller], tcp_server: socket.socket
+) -> None:
+    poller = make_poller(buffering="line")
+    poller.add_server(tcp_server)
+    client = socket.create_connection(tcp_server.getsockname())
+    results = poll_until(poller, lambda r: len(r) >= 1)
+    ((addr, accepted), server) = results[0]
+    assert server is tcp_server
+    assert isinstance(accepted, SocketChannel)
+    assert accepted.buffering == "line"
+    assert addr == client.getsockname()
+    client.sendall(b"hi\nthere\n")
+    assert poll_until(poller, lambda r: len(r) >= 2) == [
+        (b"hi\n", accepted),
+        (b"there\n", accepted),
+    ]
+    accepted.write(b"back\n")
+    assert client.recv(10) == b"back\n"
+    client.close()
+    assert poll_until(poller, closed(accepted)) == [(b"", accepted)]
+    accepted.close()
+
+
+def test_add_server_accepts_unix_clients(poller: Poller, short_tmp: str) -> None:
+    path = os.path.join(short_tmp, "server")
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(path)
+    server.listen()
+    poller.add_server(server)
+    client = socket.socket(socket.AF_UNIX)
+    client.connect(path)
+    (((addr, accepted), source),) = poll_until(poller, lambda r: len(r) >= 1)
+    assert source is server
+    assert isinstance(addr, (str, bytes))
+    client.sendall(b"ping")
+    assert poll_until(poller, lambda r: len(r) >= 1) == [(b"ping", accepted)]
+    client.close()
+    server.close()
+
+
+def test_several_waiting_clients_are_accepted(poller: Poller, tcp_server: socket.socket) -> None:
+    poller.add_server(tcp_server)
+    clients = [socket.create_connection(tcp_server.getsockname()) for _ in range(5)]
+    results = poll_until(poller, lambda r: len(r) >= 5)
+    assert sorted(addr for (addr, _), _ in results) == sorted(c.getsockname() for c in clients)
+    for client in clients:
+        client.close()
+
+
+def test_one_strategy_serves_every_client_without_shared_state(
+    make_poller: Callable[..., Poller], tcp_server: socket.socket
+) -> None:
+    poller = make_poller(buffering=LineBuffering(b"\r\n"))
+    poller.add_server(tcp_server)
+    a = socket.create_connection(tcp_server.getsockname())
+    b = socket.create_connection(tcp_server.getsockname())
+    accepted = [client for (_, client), _ in poll_until(poller, lambda r: len(r) >= 2)]
+    by_port = {ch.sock.getpeername()[1]: ch for ch in accepted}
+    chan_a, chan_b = by_port[a.getsockname()[1]], by_port[b.getsockname()[1]]
+    a.sendall(b"from a, ")
+    b.sendall(b"from b, ")
+    poller.poll(0.05)
+    a.sendall(b"still a\r\n")
+    b.sendall(b"still b\r\n")
+    results = poll_until(poller, lambda r: len(r) >= 2)
+    assert data_of(results, chan_a) == [b"from a, still a\r\n"]
+    assert data_of(results, chan_b) == [b"from b, still b\r\n"]
+    a.close()
+    b.close()
+
+
+def test_close_all_closes_channels_and_servers(poller: Poller, tcp_server: socket.socket) -> None:
+    poller.add_server(tcp_server)
+    client = socket.create_connection(tcp_server.getsockname())
+    (((_, accepted), _),) = poll_until(poller, lambda r: len(r) >= 1)
+    plain = TestChannel()
+    poller.register(plain)
+    poller.close_all()
+    assert tcp_server.fileno() == -1
+    assert accepted.get_fd() == -1
+    assert plain.get_fd() == -1
+    results = poller.poll(DEADLINE)
+    assert sorted(map(id, (s for _, s in results))) == sorted(map(id, (accepted, plain)))
+    assert all(data == b"" for data, _ in results)
+    assert poller.poll(0) == []
+    client.close()
+
+
+# -- custom channels --------------------------------------------------------
+
+
+class BareChannel:
+    """A custom channel that inherits nothing: the ChannelLike shape only."""
+
+    def __init__(self) -> None:
+        self.sock, self.peer = socket.socketpair()
+        self.sock.setblocking(False)
+
+    @property
+    def buffering(self) -> str:
+        return "bytes"
+
+    def read(self) -> bytes:
+        try:
+            data = self.sock.recv(4096)
+        except BlockingIOError:
+            return b""
+        except OSError as exc:
+            raise EndpointClosedException() from exc
+        if not data:
+            raise EndpointClosedException()
+        return data
+
+    def write(self, *chunks: bytes) -> None:
+        for chunk in chunks:
+            self.sock.sendall(chunk)
+
+    def close(self) -> None:
+        self.sock.close()
+        self.peer.close()
+
+    def get_fd(self) -> int:
+        return self.sock.fileno()
+
+
+def test_a_channel_that_inherits_nothing_can_be_registered(poller: Poller) -> None:
+    channel = BareChannel()
+    poller.register(channel)
+    channel.peer.sendall(b"custom")
+    assert poll_until(poller, lambda r: len(r) >= 1) == [(b"custom", channel)]
+    channel.peer.shutdown(socket.SHUT_WR)
+    assert poll_until(poller, closed(channel)) == [(b"", channel)]
+    channel.close()
+
+
+def test_close_all_reports_a_custom_channel_closed(poller: Poller) -> None:
+    channel = BareChannel()
+    poller.register(channel)
+    poller.close_all()
+    assert poller.poll(DEADLINE) == [(b"", channel)]
+    assert poller.poll(0) == []
+
+
+# -- bad input --------------------------------------------------------------
+
+
+def check_still_works(poller: Poller) -> None:
+    channel = TestChannel()
+    poller.register(channel)
+    channel.put(b"still fine")
+    assert poll_until(poller, lambda r: len(r) >= 1) == [(b"still fine", channel)]
+    poller.unregister(channel)
+    channel.close()
+
+
+def test_register_of_a_write_only_channel_raises_and_registers_nothing(poller: Poller) -> None:
+    r, w = os.pipe()
+    os.close(r)
+    channel = PipeChannel(sink=w)
+    with pytest.raises(NotImplementedError):
+        poller.register(channel)
+    assert poller.selector.get_map() == {} or len(poller.selector.get_map()) == 0
+    check_still_works(poller)
+    channel.close()
+
+
+def test_register_of_a_non_channel_is_a_type_error(poller: Poller) -> None:
+    with pytest.raises(TypeError, match="not object"):
+        poller.register(object())  # type: ignore[arg-type]
+    check_still_works(poller)
+
+
+def test_register_of_a_closed_channel_is_a_value_error(poller: Poller) -> None:
+    channel = TestChannel()
+    channel.close()
+    with pytest.raises(ValueError, match="not an open fd"):
+        poller.register(channel)
+    check_still_works(poller)
+
+
+def test_add_server_rejects_a_socket_that_is_not_listening(poller: Poller) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        with pytest.raises(ValueError, match="listening"):
+            poller.add_server(sock)
+    check_still_works(poller)
+
+
+def test_add_server_rejects_a_datagram_socket(poller: Poller) -> None:
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock,
+        pytest.raises(ValueError, match="stream socket"),
+    ):
+        poller.add_server(sock)
+    check_still_works(poller)
+
+
+def test_add_server_rejects_what_is_not_a_socket(poller: Poller) -> None:
+    with pytest.raises(TypeError, match=r"socket\.socket"):
+        poller.add_server(5)  # type: ignore[arg-type]
+    check_still_works(poller)
+
+
+def test_add_server_makes_the_socket_non_blocking(
+    poller: Poller, tcp_server: socket.socket
+) -> None:
+    poller.add_server(tcp_server)
+    assert tcp_server.getblocking() is False
+    poller.add_server(tcp_server)  # again: nothing happens
+    assert len(poller.selector.get_map()) == 1
+
+
+def test_a_bad_channel_fd_closed_behind_its_back_is_reported(
+    poller: Poller, selector_cls: Type[selectors.BaseSelector]
+) -> None:
+    if selector_cls.__name__ in ("EpollSelector", "KqueueSelector", "DevpollSelector"):
+        pytest.skip("the kernel forgets a closed fd silently: the hardening issue covers it")
+    r, w = os.pipe()
+    channel = PipeChannel(r)
+    poller.register(channel)
+    other = TestChannel()
+    poller.register(other)
+    os.close(r)
+    other.put(b"unaffected")
+    results = poll_until(poller, lambda res: closed(channel)(res) and data_of(res, other))
+    assert data_of(results, other) == [b"unaffected"]
+    os.close(w)
+
+
+# -- signals ----------------------------------------------------------------
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_an_exception_from_a_signal_handler_propagates_and_the_poller_survives(
+    poller: Poller,
+) -> None:
+    def handler(signum: int, frame: Optional[object]) -> None:
+        raise Interrupted()
+
+    previous = signal.signal(signal.SIGALRM, handler)
+    try:
+        channel = TestChannel()
+        poller.register(channel)
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        with pytest.raises(Interrupted):
+            poller.poll(DEADLINE)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    channel.put(b"after")
+    assert poll_until(poller, lambda r: len(r) >= 1) == [(b"after", channel)]

@@ -1,0 +1,57 @@
+"""The types the public API gives, pinned with assert_type."""
+
+import selectors
+import socket
+from typing import List, Optional
+
+from typing_extensions import assert_type
+
+import channels.poller
+import channels.testing
+from channels import (
+    AcceptEvent,
+    Buffering,
+    BytesBuffering,
+    DataEvent,
+    Framer,
+    LineBuffering,
+    PipeChannel,
+    PollResult,
+    SocketChannel,
+)
+
+
+def reveal(sock: socket.socket) -> None:
+    poller = channels.poller.Poller(selector=selectors.PollSelector)
+    assert_type(poller.poll(), List[PollResult])
+    assert_type(poller.poll(0.5), List[PollResult])
+    assert_type(poller.selector, selectors.BaseSelector)
+    assert_type(poller.buffering, str)
+
+    channel = SocketChannel(sock, buffering="line")
+    assert_type(channel.read(), bytes)
+    assert_type(channel.write(b"x", bytearray(b"y")), None)
+    assert_type(channel.get_fd(), int)
+    assert_type(channel.buffering, str)
+    assert_type(channel.closed, bool)
+    assert_type(channel.sock, socket.socket)
+
+    pipe = PipeChannel(0, 1)
+    assert_type(pipe.read(), bytes)
+
+    test = channels.testing.TestChannel(buffering=BytesBuffering())
+    assert_type(test.get(), bytes)
+    assert_type(test.put(b"x"), None)
+
+    framer = LineBuffering(b"\r\n").new_framer()
+    assert_type(framer, Framer)
+    assert_type(framer.next_frame(), Optional[bytes])
+    assert_type(LineBuffering().delimiter, bytes)
+    strategy: Buffering = BytesBuffering()
+    assert_type(strategy.name, str)
+
+    for item in poller.poll():
+        if isinstance(item[0], bytes):
+            assert_type(item, DataEvent)
+        else:
+            assert_type(item, AcceptEvent)
