@@ -12,7 +12,7 @@ import shutil
 import socket
 import tempfile
 import time
-from typing import Callable, Iterator, List, Optional, Tuple, Type
+from typing import Callable, Iterator, List, Tuple, Type
 
 import pytest
 
@@ -99,7 +99,7 @@ class Peer:
         send: Callable[[bytes], None],
         recv: Callable[[], bytes],
         close: Callable[[], None],
-        readable_fd: Optional[int],
+        readable_fd: int,
     ) -> None:
         self._send = send
         self._recv = recv
@@ -123,10 +123,7 @@ class Peer:
                 continue
             left = deadline - time.monotonic()
             assert left > 0, f"got {len(data)} of {size} bytes within {DEADLINE}s"
-            if self.readable_fd is not None:
-                select.select([self.readable_fd], [], [], min(left, 0.2))
-            else:
-                time.sleep(0.001)  # TestChannel.get() has no fd of its own to wait on
+            select.select([self.readable_fd], [], [], min(left, 0.2))
         assert len(data) == size, f"got {len(data)} bytes, expected {size}"
         return data
 
@@ -216,7 +213,10 @@ def make_test_channel(
     buffering: BufferingArg, cleanup: List[Callable[[], None]]
 ) -> Tuple[Channel, Peer]:
     channel = TestChannel(buffering=buffering)
-    return channel, Peer(channel.put, channel.get, channel.put_eof, None)
+    # get() reads the test's end of the socketpair: wait on that fd.
+    test_end = channel._test_end
+    assert test_end is not None
+    return channel, Peer(channel.put, channel.get, channel.put_eof, test_end.fileno())
 
 
 MAKERS = ["pipe", "socketpair", "tcp", "unix", "testchannel"]

@@ -1,5 +1,6 @@
 """The Poller (SPEC section 1 poll() contract), on every selector class."""
 
+import errno
 import os
 import selectors
 import signal
@@ -492,3 +493,147 @@ def test_an_exception_from_a_signal_handler_propagates_and_the_poller_survives(
         signal.signal(signal.SIGALRM, previous)
     channel.put(b"after")
     assert poll_until(poller, lambda r: len(r) >= 1) == [(b"after", channel)]
+
+
+# -- cost and error paths ---------------------------------------------------
+
+
+class CountingChannel(BareChannel):
+    """Counts every call the Poller makes on it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def read(self) -> bytes:
+        self.calls += 1
+        return super().read()
+
+    def get_fd(self) -> int:
+        self.calls += 1
+        return super().get_fd()
+
+
+def test_poll_does_not_touch_idle_channels(poller: Poller) -> None:
+    idle = [CountingChannel() for _ in range(100)]
+    for channel in idle:
+        poller.register(channel)
+    active = TestChannel()
+    poller.register(active)
+    for channel in idle:
+        channel.calls = 0
+    active.put(b"x")
+    assert poll_until(poller, lambda r: len(r) >= 1) == [(b"x", active)]
+    active.close()
+    assert poller.poll(DEADLINE) == [(b"", active)]
+    assert sum(channel.calls for channel in idle) == 0
+    for channel in idle:
+        poller.unregister(channel)
+        channel.close()
+
+
+def test_register_again_after_the_fd_changed_watches_the_new_fd(poller: Poller) -> None:
+    channel = BareChannel()
+    poller.register(channel)
+    old_sock, old_peer = channel.sock, channel.peer
+    channel.sock, channel.peer = socket.socketpair()
+    channel.sock.setblocking(False)
+    poller.register(channel)
+    old_peer.sendall(b"old")
+    channel.peer.sendall(b"new")
+    assert poll_until(poller, lambda r: len(r) >= 1) == [(b"new", channel)]
+    old_sock.close()
+    old_peer.close()
+
+
+class RefusingChannel(BareChannel):
+    def close(self) -> None:
+        super().close()
+        raise RuntimeError("close failed")
+
+
+def test_close_all_closes_every_channel_then_raises_the_first_error(poller: Poller) -> None:
+    refusing, fine = RefusingChannel(), TestChannel()
+    poller.register(refusing)
+    poller.register(fine)
+    with pytest.raises(RuntimeError, match="close failed"):
+        poller.close_all()
+    assert fine.closed
+    assert refusing.sock.fileno() == -1
+
+
+class FlakyServer(socket.socket):
+    """A listening socket whose next accept() fails with a chosen error."""
+
+    failure: Optional[OSError] = None
+
+    def accept(self):  # type: ignore[no-untyped-def]
+        failure, self.failure = self.failure, None
+        if failure is not None:
+            raise failure
+        return super().accept()
+
+
+@pytest.fixture
+def flaky_server() -> Iterator[FlakyServer]:
+    sock = FlakyServer()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    yield sock
+    sock.close()
+
+
+def test_accept_skips_an_error_of_one_connection(poller: Poller, flaky_server: FlakyServer) -> None:
+    poller.add_server(flaky_server)
+    flaky_server.failure = ConnectionAbortedError(errno.ECONNABORTED, "aborted")
+    client = socket.create_connection(flaky_server.getsockname())
+    (((addr, accepted), _),) = poll_until(poller, lambda r: len(r) >= 1)
+    assert addr == client.getsockname()
+    assert isinstance(accepted, SocketChannel)
+    client.close()
+
+
+def test_accept_failing_for_lack_of_fds_keeps_everything_registered(
+    poller: Poller, flaky_server: FlakyServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    poller.add_server(flaky_server)
+    channel = TestChannel()
+    poller.register(channel)
+    flaky_server.failure = OSError(errno.EMFILE, "Too many open files")
+    client = socket.create_connection(flaky_server.getsockname())
+    assert poll_until(poller, lambda r: "retrying later" in caplog.text) == []
+    (((addr, _), _),) = poll_until(poller, lambda r: len(r) >= 1)
+    assert addr == client.getsockname()
+    channel.put(b"still here")
+    assert poll_until(poller, lambda r: len(r) >= 1) == [(b"still here", channel)]
+    client.close()
+
+
+def test_a_server_whose_socket_died_is_dropped(
+    poller: Poller, flaky_server: FlakyServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    poller.add_server(flaky_server)
+    flaky_server.failure = OSError(errno.EINVAL, "Invalid argument")
+    client = socket.create_connection(flaky_server.getsockname())
+    assert poll_until(poller, lambda r: "dropping server" in caplog.text) == []
+    assert poller.selector.get_map() == {} or len(poller.selector.get_map()) == 0
+    client.close()
+
+
+def test_a_new_channel_on_the_fd_of_a_server_closed_behind_our_back(
+    poller: Poller, tcp_server: socket.socket, caplog: pytest.LogCaptureFixture
+) -> None:
+    poller.add_server(tcp_server)
+    fd = tcp_server.fileno()
+    tcp_server.close()
+    mine, theirs = socket.socketpair()
+    if mine.fileno() != fd:
+        os.dup2(mine.fileno(), fd)
+        mine.close()
+        mine = socket.socket(fileno=fd)
+    channel = SocketChannel(mine)
+    poller.register(channel)
+    assert "dropping server" in caplog.text
+    theirs.sendall(b"mine now")
+    assert poll_until(poller, lambda r: len(r) >= 1) == [(b"mine now", channel)]
+    theirs.close()
