@@ -17,6 +17,7 @@ close that epoll would silently forget.
 
 import abc
 import contextlib
+import functools
 import logging
 import os
 import select
@@ -124,19 +125,43 @@ def _wait_writable(fd: int) -> None:
         select.select([], [fd], [fd])
 
 
-def _send_all(send: Callable[[memoryview], int], fd: int, data: memoryview) -> None:
-    """Send all of ``data``, waiting whenever the OS takes none of it.
+def _receive(recv: Callable[[int], bytes], at_eof: str) -> bytes:
+    """One read syscall: the bytes there are, ``b''`` if none yet.
 
+    The one translator of read errors: an ``OSError`` means that end is gone.
+    """
+    try:
+        data = recv(READ_SIZE)
+    except BlockingIOError:
+        return b""
+    except OSError as exc:
+        raise EndpointClosedException(f"reading failed: {exc}") from exc
+    if not data:
+        raise EndpointClosedException(at_eof)
+    return data
+
+
+def _deliver(
+    channel: object, send: Callable[[memoryview], int], fd: int, views: List[memoryview]
+) -> None:
+    """Send every view, in order, waiting whenever the OS takes none.
+
+    The one translator of write errors: an ``OSError`` means that end is gone.
     Slicing a memoryview copies nothing, so a long chunk taken in many small
     pieces costs no more than one taken at once.
     """
-    while data:
-        try:
-            sent = send(data)
-        except BlockingIOError:
-            _wait_writable(fd)
-            continue
-        data = data[sent:]
+    try:
+        for view in views:
+            rest = view
+            while rest:
+                try:
+                    sent = send(rest)
+                except BlockingIOError:
+                    _wait_writable(fd)
+                    continue
+                rest = rest[sent:]
+    except OSError as exc:
+        raise EndpointClosedException(f"write to {channel!r} failed: {exc}") from exc
 
 
 def _close_fd(fd: int, owner: str) -> None:
@@ -318,15 +343,7 @@ class PipeChannel(Channel):
             raise NotImplementedError(f"{self!r} has no faucet: it cannot read")
         if self._faucet < 0:
             raise EndpointClosedException("the channel was closed")
-        try:
-            data = os.read(self._faucet, READ_SIZE)
-        except BlockingIOError:
-            return b""
-        except OSError as exc:
-            raise EndpointClosedException(f"reading fd {self._faucet} failed: {exc}") from exc
-        if not data:
-            raise EndpointClosedException("the writer closed the pipe")
-        return data
+        return _receive(functools.partial(os.read, self._faucet), "the writer closed the pipe")
 
     def write(self, *chunks: BytesLike) -> None:
         """Write the chunks in order; raise ``EndpointClosedException`` if the
@@ -334,14 +351,9 @@ class PipeChannel(Channel):
         views = _as_views(chunks)
         if not self._can_write:
             raise NotImplementedError(f"{self!r} has no sink: it cannot write")
-        sink = self._sink
-        if sink < 0:
+        if self._sink < 0:
             raise EndpointClosedException(f"write to {self!r}: the channel was closed")
-        try:
-            for view in views:
-                _send_all(lambda data: os.write(sink, data), sink, view)
-        except OSError as exc:
-            raise EndpointClosedException(f"write to {self!r} failed: {exc}") from exc
+        _deliver(self, functools.partial(os.write, self._sink), self._sink, views)
 
     def close(self) -> None:
         """Close the channel and its fds; calling it again does nothing."""
@@ -424,15 +436,7 @@ class SocketChannel(Channel):
     def _read(self) -> bytes:
         if self._closed:
             raise EndpointClosedException("the channel was closed")
-        try:
-            data = self._sock.recv(READ_SIZE)
-        except BlockingIOError:
-            return b""
-        except OSError as exc:
-            raise EndpointClosedException(f"receiving failed: {exc}") from exc
-        if not data:
-            raise EndpointClosedException("the peer closed the connection")
-        return data
+        return _receive(self._sock.recv, "the peer closed the connection")
 
     def write(self, *chunks: BytesLike) -> None:
         """Write the chunks in order; raise ``EndpointClosedException`` if the
@@ -440,12 +444,7 @@ class SocketChannel(Channel):
         views = _as_views(chunks)
         if self._closed:
             raise EndpointClosedException(f"write to {self!r}: the channel was closed")
-        sock = self._sock
-        try:
-            for view in views:
-                _send_all(sock.send, sock.fileno(), view)
-        except OSError as exc:
-            raise EndpointClosedException(f"write to {self!r} failed: {exc}") from exc
+        _deliver(self, self._sock.send, self._sock.fileno(), views)
 
     def close(self) -> None:
         """Close the channel and its socket; calling it again does nothing."""

@@ -174,6 +174,18 @@ def cut(stream: bytes, points: List[int]) -> List[bytes]:
     return [stream[a:b] for a, b in zip(bounds, bounds[1:]) if b > a]
 
 
+def frame_chunks(framer: Framer, chunks: List[bytes], pull_between: bool) -> List[bytes]:
+    """Feed the chunks then EOF; take frames after each chunk or only at the end."""
+    frames: List[bytes] = []
+    for chunk in chunks:
+        framer.feed(chunk)
+        if pull_between:
+            frames.extend(frames_of(framer))
+    framer.feed_eof()
+    frames.extend(frames_of(framer))
+    return frames
+
+
 def expected_lines(stream: bytes, delimiter: bytes) -> List[bytes]:
     parts = stream.split(delimiter)
     lines = [part + delimiter for part in parts[:-1]]
@@ -196,14 +208,7 @@ streams = st.lists(st.sampled_from([b"a", b"b", b"\n", b"\r", b"\r\n", b"\0", b"
 def test_line_framing_yields_exactly_the_lines_of_any_chunking(
     stream: bytes, points: List[int], delimiter: bytes, pull_between: bool
 ) -> None:
-    framer = LineBuffering(delimiter).new_framer()
-    frames: List[bytes] = []
-    for chunk in cut(stream, points):
-        framer.feed(chunk)
-        if pull_between:
-            frames.extend(frames_of(framer))
-    framer.feed_eof()
-    frames.extend(frames_of(framer))
+    frames = frame_chunks(LineBuffering(delimiter).new_framer(), cut(stream, points), pull_between)
     assert frames == expected_lines(stream, delimiter)
     assert all(frame.endswith(delimiter) for frame in frames[:-1])
 
@@ -216,13 +221,6 @@ def test_line_framing_yields_exactly_the_lines_of_any_chunking(
 def test_bytes_framing_yields_exactly_the_stream(
     stream: bytes, points: List[int], pull_between: bool
 ) -> None:
-    framer = BytesBuffering().new_framer()
-    frames: List[bytes] = []
-    for chunk in cut(stream, points):
-        framer.feed(chunk)
-        if pull_between:
-            frames.extend(frames_of(framer))
-    framer.feed_eof()
-    frames.extend(frames_of(framer))
+    frames = frame_chunks(BytesBuffering().new_framer(), cut(stream, points), pull_between)
     assert b"".join(frames) == stream
     assert all(frames)

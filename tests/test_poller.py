@@ -6,7 +6,7 @@ import selectors
 import signal
 import socket
 import time
-from typing import Callable, Iterator, List, Optional, Type
+from typing import Callable, Iterator, List, Optional, Tuple, Type
 
 import pytest
 
@@ -32,6 +32,16 @@ def data_of(results: list, channel: object) -> List[bytes]:
 
 def closed(channel: object) -> Callable[[list], bool]:
     return lambda results: (b"", channel) in [(d, s) for d, s in results if s is channel]
+
+
+def socketpair_on_fd(fd: int) -> Tuple[socket.socket, socket.socket]:
+    """A socketpair whose first socket has the (free) fd number ``fd``."""
+    mine, theirs = socket.socketpair()
+    if mine.fileno() != fd:
+        os.dup2(mine.fileno(), fd)
+        mine.close()
+        mine = socket.socket(fileno=fd)
+    return mine, theirs
 
 
 @pytest.fixture
@@ -183,11 +193,7 @@ def test_an_fd_number_reused_by_a_new_channel_registers_cleanly(poller: Poller) 
     fd = old.get_fd()
     poller.register(old)
     old.close()
-    new_end, new_peer = socket.socketpair()
-    if new_end.fileno() != fd:
-        os.dup2(new_end.fileno(), fd)
-        new_end.close()
-        new_end = socket.socket(fileno=fd)
+    new_end, new_peer = socketpair_on_fd(fd)
     new = SocketChannel(new_end)
     assert new.get_fd() == fd
     poller.register(new)
@@ -626,11 +632,7 @@ def test_a_new_channel_on_the_fd_of_a_server_closed_behind_our_back(
     poller.add_server(tcp_server)
     fd = tcp_server.fileno()
     tcp_server.close()
-    mine, theirs = socket.socketpair()
-    if mine.fileno() != fd:
-        os.dup2(mine.fileno(), fd)
-        mine.close()
-        mine = socket.socket(fileno=fd)
+    mine, theirs = socketpair_on_fd(fd)
     channel = SocketChannel(mine)
     poller.register(channel)
     assert "dropping server" in caplog.text
