@@ -341,10 +341,9 @@ class Poller:
         if key is None:
             return
         record = _record(key)
-        self._selector.unregister(fd)
         if isinstance(record, _Server):
             _LOGGER.warning("fd %d was reused; dropping server %r", fd, record.sock)
-            self._servers.pop(id(record.sock), None)
+            self._drop_server(record)
             return
         _LOGGER.warning(
             "fd %d was reused; %r lost its fd and is reported closed", fd, record.channel
@@ -357,7 +356,8 @@ class Poller:
         """After select() failed: the keys whose fd was closed behind our back.
 
         Only this error path scans every fd. If none is bad, the error was not
-        about an fd and is raised again.
+        about an fd and is raised again. Bad servers are dropped; bad channels
+        are unselected and returned, so that reading them reports them closed.
         """
         bad = [
             (key, selectors.EVENT_READ)
@@ -367,9 +367,10 @@ class Poller:
         if not bad:
             raise exc
         for key, _ in bad:
-            self._selector.unregister(key.fd)
             record = _record(key)
             if isinstance(record, _Server):
                 _LOGGER.warning("dropping server %r: its fd %d was closed", record.sock, key.fd)
-                self._servers.pop(id(record.sock), None)
+                self._drop_server(record)
+            else:
+                self._unselect(key.fd, record)
         return bad

@@ -639,3 +639,20 @@ def test_a_new_channel_on_the_fd_of_a_server_closed_behind_our_back(
     theirs.sendall(b"mine now")
     assert poll_until(poller, lambda r: len(r) >= 1) == [(b"mine now", channel)]
     theirs.close()
+
+
+def test_a_server_fd_closed_behind_our_back_is_dropped(
+    poller: Poller,
+    selector_cls: Type[selectors.BaseSelector],
+    tcp_server: socket.socket,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    if selector_cls.__name__ in ("EpollSelector", "KqueueSelector", "DevpollSelector"):
+        pytest.skip("the kernel forgets a closed fd silently: the hardening issue covers it")
+    poller.add_server(tcp_server)
+    channel = TestChannel()
+    poller.register(channel)
+    os.close(tcp_server.detach())
+    assert poll_until(poller, lambda r: "dropping server" in caplog.text) == []
+    channel.put(b"still served")
+    assert poll_until(poller, lambda r: len(r) >= 1) == [(b"still served", channel)]
