@@ -4,7 +4,9 @@ The successor of ``yet-another-io-channels-library`` 0.2: the same names and
 behaviour, built on ``selectors``, typed, with pluggable framing.
 """
 
+from ._errors import ChannelError as ChannelError
 from ._errors import EndpointClosedException as EndpointClosedException
+from ._errors import WriteBufferFullError as WriteBufferFullError
 from .buffering import Buffering as Buffering
 from .buffering import BufferingArg as BufferingArg
 from .buffering import BytesBuffering as BytesBuffering
@@ -15,6 +17,7 @@ from .channel import Channel as Channel
 from .channel import ChannelLike as ChannelLike
 from .channel import CloseNotifier as CloseNotifier
 from .channel import PipeChannel as PipeChannel
+from .channel import QueuedWriter as QueuedWriter
 from .channel import SocketChannel as SocketChannel
 from .poller import AcceptEvent as AcceptEvent
 from .poller import DataEvent as DataEvent
@@ -29,6 +32,7 @@ __all__ = [
     "BytesBuffering",
     "BytesLike",
     "Channel",
+    "ChannelError",
     "ChannelLike",
     "CloseNotifier",
     "DataEvent",
@@ -38,8 +42,10 @@ __all__ = [
     "PipeChannel",
     "PollResult",
     "Poller",
+    "QueuedWriter",
     "SocketAddress",
     "SocketChannel",
+    "WriteBufferFullError",
 ]
 
 __version__ = "0.3.0.dev0"

@@ -3,26 +3,60 @@
 The tree::
 
     Exception
-     └── EndpointClosedException   an end of the channel is gone: the peer closed
-                                   or broke the connection, or the channel itself
-                                   was closed; raised by read() once nothing
-                                   buffered is left, and by write()
+     └── ChannelError                  base of the errors about a channel's state
+          ├── EndpointClosedException  an end of the channel is gone: the peer
+          │                            closed or broke the connection, or the
+          │                            channel itself was closed; raised by
+          │                            read() once nothing buffered is left, and
+          │                            by write() and flush(). ``undelivered``
+          │                            counts the written bytes that were lost.
+          └── WriteBufferFullError     a write() would take the queued output
+                                       past the channel's high-water mark;
+                                       nothing of that write was queued (also a
+                                       BufferError)
 
-Programming errors are never turned into ``EndpointClosedException``: a wrong
-argument type is a ``TypeError``, a wrong value a ``ValueError``, an operation
-a channel cannot do (reading a write-only pipe) a ``NotImplementedError``.
+Programming errors are never turned into these: a wrong argument type is a
+``TypeError``, a wrong value a ``ValueError``, an operation a channel cannot do
+(reading a write-only pipe) a ``NotImplementedError``.
 
 When the end is gone because the OS said so, the ``OSError`` is chained as
 ``__cause__``.
 """
 
-__all__ = ["EndpointClosedException"]
+__all__ = ["ChannelError", "EndpointClosedException", "WriteBufferFullError"]
 
 
-class EndpointClosedException(Exception):
+class ChannelError(Exception):
+    """Base class of the errors about a channel's state (not about arguments)."""
+
+
+class EndpointClosedException(ChannelError):
     """Raised when a channel can no longer be read or written.
 
     ``read()`` raises it once the other end closed (or the channel was closed)
-    and every buffered frame has been returned; ``write()`` raises it when the
-    data can no longer be delivered.
+    and every buffered frame has been returned; ``write()`` and ``flush()``
+    raise it when the data can no longer be delivered.
+
+    ``undelivered`` is how many bytes that earlier ``write()`` calls accepted
+    were lost when the connection broke (0 when none were, or for reads).
     """
+
+    def __init__(self, *args: object, undelivered: int = 0) -> None:
+        super().__init__(*args)
+        self.undelivered = undelivered
+
+
+class WriteBufferFullError(ChannelError, BufferError):
+    """Raised by ``write()`` when its data would take the channel's queued
+    output past the high-water mark.
+
+    Nothing of that ``write()`` was queued: the caller still holds all of it.
+    Wait until the channel drains (``flush()``, or a ``Poller`` doing it in
+    ``poll()``), and stop reading from whatever produces the data meanwhile.
+    """
+
+    def __init__(self, message: str, *, size: int, queued: int, high_water: int) -> None:
+        super().__init__(message)
+        self.size = size
+        self.queued = queued
+        self.high_water = high_water

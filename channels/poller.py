@@ -14,6 +14,12 @@ Design notes:
   without scanning the idle channels.
 - The Poller never looks at framing: it calls ``read()`` until it returns
   ``b''`` or raises ``EndpointClosedException``.
+- A channel that queues output (``QueuedWriter``) calls the Poller back when
+  output appears and when it drained; the Poller watches its fd for
+  writability exactly in between and calls ``flush(0)`` when it is writable.
+  A channel whose reading ended is reported closed once; until it is closed
+  or unregistered, what it still writes is delivered, silently (the peer may
+  have only half-closed its end).
 """
 
 import errno
@@ -23,11 +29,19 @@ import os
 import select
 import selectors
 import socket
+import time
 from typing import Callable, Dict, List, Optional, Tuple, Union
 
 from ._errors import EndpointClosedException
 from .buffering import BufferingArg, as_buffering
-from .channel import ChannelLike, CloseNotifier, SocketChannel, _check_stream_socket, _is_listening
+from .channel import (
+    ChannelLike,
+    CloseNotifier,
+    QueuedWriter,
+    SocketChannel,
+    _check_stream_socket,
+    _is_listening,
+)
 
 __all__ = ["AcceptEvent", "DataEvent", "PollResult", "Poller", "SelectorFactory", "SocketAddress"]
 
@@ -82,14 +96,25 @@ in the backlog for the next ``poll()``."""
 class _Watched:
     """A registered channel, as the selector's ``data`` and in the identity map."""
 
-    __slots__ = ("channel", "fd", "on_close", "stale")
+    __slots__ = ("channel", "fd", "on_close", "on_output", "reading", "stale", "writing")
 
     def __init__(self, channel: ChannelLike, fd: int) -> None:
         self.channel = channel
         self.fd = fd
         self.on_close: Optional[Callable[[], None]] = None
+        self.on_output: Optional[Callable[[bool], None]] = None
+        # False once its end was reported: it is then only drained.
+        self.reading = True
+        # True while it has queued output: the fd is watched for writing too.
+        self.writing = False
         # Its fd number was taken over by another file: never read it again.
         self.stale = False
+
+    @property
+    def events(self) -> int:
+        return (selectors.EVENT_READ if self.reading else 0) | (
+            selectors.EVENT_WRITE if self.writing else 0
+        )
 
 
 class _Server:
@@ -176,6 +201,9 @@ class Poller:
         known = self._channels.get(key)
         if known is not None:
             if known.fd == fd:
+                if not known.reading:  # drained after its end: watch it again
+                    known.reading = True
+                    self._update_events(known)
                 return
             self._forget(known)
         self._evict_stale(fd)
@@ -188,6 +216,11 @@ class Poller:
         if isinstance(channel, CloseNotifier):
             watched.on_close = functools.partial(self._channel_closed, watched)
             channel.add_close_callback(watched.on_close)
+        if isinstance(channel, QueuedWriter):
+            watched.on_output = functools.partial(self._output_changed, watched)
+            channel.add_output_callback(watched.on_output)
+            if channel.write_buffer_size:
+                self._output_changed(watched, True)
 
     def unregister(self, channel: ChannelLike) -> None:
         """Stop watching ``channel``; does nothing if it is not registered."""
@@ -248,20 +281,30 @@ class Poller:
         when a channel closed — after which it is no longer registered — and
         ``((addr, client_channel), server_sock)`` per accepted client.
         """
-        if self._closed:
-            timeout = 0  # closed channels are news: report them now
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            results = self._poll_once(0 if self._closed else left)
+            # Writes flushed but nothing to report: that is no timeout yet.
+            if results or (left is not None and left <= 0):
+                return results
+
+    def _poll_once(self, timeout: Optional[float]) -> List[PollResult]:
         try:
             ready = self._selector.select(timeout)
         except (OSError, ValueError) as exc:
             ready = self._find_bad_fds(exc)
         results: List[PollResult] = []
-        for key, _ in ready:
+        for key, events in ready:
             record = _record(key)
             if isinstance(record, _Server):
                 if self._servers.get(id(record.sock)) is record:
                     self._accept(record, results)
-            elif self._channels.get(id(record.channel)) is record:
+                continue
+            if events & selectors.EVENT_READ and self._watching(record) and record.reading:
                 self._read(record, results)
+            if events & selectors.EVENT_WRITE and self._watching(record) and record.writing:
+                self._flush(record, results)
         if self._closed:
             for watched in list(self._closed.values()):
                 if not watched.stale:
@@ -272,6 +315,9 @@ class Poller:
                     results.append((b"", watched.channel))
         return results
 
+    def _watching(self, watched: _Watched) -> bool:
+        return self._channels.get(id(watched.channel)) is watched
+
     def _read(self, watched: _Watched, results: List[PollResult]) -> None:
         channel = watched.channel
         try:
@@ -281,8 +327,33 @@ class Poller:
                     return
                 results.append((data, channel))
         except EndpointClosedException:
+            self._reading_ended(watched, results)
+
+    def _reading_ended(self, watched: _Watched, results: List[PollResult]) -> None:
+        """Report the channel's end once; go on delivering what it writes."""
+        results.append((b"", watched.channel))
+        if self._watching(watched):
+            watched.reading = False
+            self._update_events(watched)
+        else:  # it closed while registered: nothing more will come
             self._forget(watched)
-            results.append((b"", channel))
+
+    def _flush(self, watched: _Watched, results: List[PollResult]) -> None:
+        channel = watched.channel
+        assert isinstance(channel, QueuedWriter)
+        try:
+            channel.flush(0)
+        except EndpointClosedException:
+            # The peer is gone. What it sent before is still readable: report
+            # that, then the end (once); the application learns how much was
+            # lost from its next write() or flush().
+            if not watched.reading:
+                self._forget(watched)
+                return
+            self._read(watched, results)
+            if self._watching(watched) or self._closed.get(id(channel)) is watched:
+                self._forget(watched)
+                results.append((b"", channel))
 
     def _accept(self, server: _Server, results: List[PollResult]) -> None:
         for _ in range(MAX_ACCEPTS_PER_POLL):
@@ -308,9 +379,36 @@ class Poller:
         key = id(watched.channel)
         if self._channels.get(key) is not watched:
             return
+        if not watched.reading:  # its end was reported already
+            self._forget(watched)
+            return
         del self._channels[key]
         self._unselect(watched.fd, watched)
         self._closed[key] = watched
+
+    def _output_changed(self, watched: _Watched, pending: bool) -> None:
+        """Called back by a channel whose queued output appeared or drained."""
+        if self._watching(watched) and watched.writing != pending:
+            watched.writing = pending
+            self._update_events(watched)
+
+    def _update_events(self, watched: _Watched) -> None:
+        """Select the fd for what the record needs now, or not at all."""
+        events = watched.events
+        key = self._selector.get_map().get(watched.fd)
+        selected = key is not None and key.data is watched
+        if events and selected:
+            self._selector.modify(watched.fd, events, watched)
+        elif events:
+            self._evict_stale(watched.fd)
+            self._selector.register(watched.fd, events, watched)
+        else:
+            if selected:
+                self._selector.unregister(watched.fd)
+            if watched.on_close is None or watched.on_output is None:
+                # Reported, drained, and it could not tell us of more output
+                # or of its close: nothing left to do for it.
+                self._forget(watched)
 
     def _forget(self, watched: _Watched) -> None:
         key = id(watched.channel)
@@ -319,11 +417,15 @@ class Poller:
         if self._closed.get(key) is watched:
             del self._closed[key]
         self._unselect(watched.fd, watched)
+        channel = watched.channel
         if watched.on_close is not None:
-            channel = watched.channel
             assert isinstance(channel, CloseNotifier)
             channel.remove_close_callback(watched.on_close)
             watched.on_close = None
+        if watched.on_output is not None:
+            assert isinstance(channel, QueuedWriter)
+            channel.remove_output_callback(watched.on_output)
+            watched.on_output = None
 
     def _drop_server(self, server: _Server) -> None:
         self._servers.pop(id(server.sock), None)

@@ -72,7 +72,7 @@ def poll_until(
     while not predicate(results):
         left = deadline - time.monotonic()
         assert left > 0, f"condition not met within {timeout}s; got {results!r}"
-        results.extend(poller.poll(min(left, 0.5)))
+        results.extend(poller.poll(min(left, 0.05)))
     return results
 
 
@@ -112,6 +112,15 @@ class Peer:
     def close(self) -> None:
         self._close()
 
+    def recv_available(self) -> bytes:
+        """What the channel wrote and the OS holds now (``b''`` if nothing)."""
+        data = b""
+        while True:
+            chunk = self._recv()
+            if not chunk:
+                return data
+            data += chunk
+
     def recv_exactly(self, size: int) -> bytes:
         """What the channel wrote: exactly size bytes, within the deadline."""
         data = b""
@@ -135,10 +144,9 @@ def _socket_peer(sock: socket.socket) -> Peer:
     sock.settimeout(DEADLINE)
 
     def recv() -> bytes:
-        try:
-            return sock.recv(65536, socket.MSG_DONTWAIT)
-        except BlockingIOError:
+        if not select.select([sock], [], [], 0)[0]:
             return b""
+        return sock.recv(65536)
 
     def close() -> None:
         sock.close()
@@ -149,6 +157,9 @@ def _socket_peer(sock: socket.socket) -> Peer:
 def make_pipe(buffering: BufferingArg, cleanup: List[Callable[[], None]]) -> Tuple[Channel, Peer]:
     to_channel_r, to_channel_w = os.pipe()
     from_channel_r, from_channel_w = os.pipe()
+    # A non-blocking sink, like a socket's: write() queues what the OS does
+    # not take. Blocking sinks have tests of their own in test_channel.py.
+    os.set_blocking(from_channel_w, False)
     channel = PipeChannel(to_channel_r, from_channel_w, buffering=buffering)
     os.set_blocking(from_channel_r, False)
     closed = []
