@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 .DEFAULT_GOAL := test
 
-.PHONY: demo test tox lint typecheck dist clean
+.PHONY: demo test tox lint typecheck dist bench clean
 
 ## demo: the README quick start, against this checkout (needs nothing installed)
 demo:
@@ -38,6 +38,10 @@ dist: $(STAMP)
 	rm -rf dist
 	$(BIN)/python -m build --outdir dist .
 	$(BIN)/twine check --strict dist/*
+
+## bench: bulk write throughput against asyncio and a raw send loop
+bench:
+	$(PYTHON) benchmarks/bulk_write.py --mib 512 --repeat 5
 
 clean:
 	rm -rf $(VENV) .tox dist build *.egg-info .mypy_cache .pytest_cache .ruff_cache .hypothesis

@@ -12,6 +12,10 @@ def misuse(sock: socket.socket) -> None:
     channel.write(b"ok", 42)  # type: ignore[arg-type]
     channel.buffering = "line"  # type: ignore[misc]
     text: str = channel.read()  # type: ignore[assignment]
+    channel.flush("soon")  # type: ignore[arg-type]
+    channel.write_buffer_size = 0  # type: ignore[misc]
+    SocketChannel(sock, high_water="16M")  # type: ignore[arg-type]
+    SocketChannel(sock, linger=None)  # type: ignore[arg-type]
 
     poller = Poller()
     poller.register(object())  # type: ignore[arg-type]

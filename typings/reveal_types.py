@@ -13,11 +13,13 @@ from channels import (
     Buffering,
     BytesBuffering,
     DataEvent,
+    EndpointClosedException,
     Framer,
     LineBuffering,
     PipeChannel,
     PollResult,
     SocketChannel,
+    WriteBufferFullError,
 )
 
 
@@ -55,3 +57,22 @@ def reveal(sock: socket.socket) -> None:
             assert_type(item, DataEvent)
         else:
             assert_type(item, AcceptEvent)
+
+
+def reveal_writes(sock: socket.socket) -> None:
+    channel = SocketChannel(sock, high_water=1 << 20, linger=2.0)
+    assert_type(channel.write_buffer_size, int)
+    assert_type(channel.flush(), bool)
+    assert_type(channel.flush(timeout=0.5), bool)
+    assert_type(channel.undelivered, int)
+    assert_type(channel.high_water, int)
+    assert_type(channel.linger, float)
+    assert_type(channel.abort(), None)
+    try:
+        channel.write(b"x")
+    except WriteBufferFullError as full:
+        assert_type(full.size, int)
+        assert_type(full.queued, int)
+        assert_type(full.high_water, int)
+    except EndpointClosedException as gone:
+        assert_type(gone.undelivered, int)
