@@ -314,29 +314,27 @@ def test_a_peer_that_vanishes_with_output_queued_is_reported_with_the_count(
     assert info.value.undelivered == queued
 
 
-def test_write_to_a_vanished_peer_counts_what_was_queued(
+@pytest.mark.parametrize(
+    ("operation", "lost_of_the_call"),
+    [
+        (lambda channel: channel.write(b"12345"), 5),  # this call's bytes are lost too
+        (lambda channel: channel.flush(DEADLINE), 0),
+    ],
+    ids=["write", "flush"],
+)
+def test_write_or_flush_to_a_vanished_peer_counts_what_was_queued(
     pair: Tuple[SocketChannel, socket.socket],
+    operation: Callable[[SocketChannel], object],
+    lost_of_the_call: int,
 ) -> None:
     channel, peer = pair
     fill(channel)
     queued = channel.write_buffer_size
     peer.close()
     with pytest.raises(EndpointClosedException) as info:
-        channel.write(b"12345")
-    assert info.value.undelivered == queued + 5  # this call's bytes were lost too
+        operation(channel)
+    assert info.value.undelivered == queued + lost_of_the_call
     assert channel.write_buffer_size == 0
-
-
-def test_flush_to_a_vanished_peer_counts_what_was_queued(
-    pair: Tuple[SocketChannel, socket.socket],
-) -> None:
-    channel, peer = pair
-    fill(channel)
-    queued = channel.write_buffer_size
-    peer.close()
-    with pytest.raises(EndpointClosedException) as info:
-        channel.flush(DEADLINE)
-    assert info.value.undelivered == queued
 
 
 def test_output_queued_after_the_peer_half_closed_is_still_delivered(poller: Poller) -> None:
