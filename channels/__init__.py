@@ -6,6 +6,7 @@ behaviour, built on ``selectors``, typed, with pluggable framing.
 
 from ._errors import ChannelError as ChannelError
 from ._errors import EndpointClosedException as EndpointClosedException
+from ._errors import LineTooLong as LineTooLong
 from ._errors import WriteBufferFullError as WriteBufferFullError
 from .buffering import Buffering as Buffering
 from .buffering import BufferingArg as BufferingArg
@@ -39,6 +40,7 @@ __all__ = [
     "EndpointClosedException",
     "Framer",
     "LineBuffering",
+    "LineTooLong",
     "PipeChannel",
     "PollResult",
     "Poller",

@@ -34,7 +34,7 @@ from typing import (
     runtime_checkable,
 )
 
-from ._errors import EndpointClosedException, WriteBufferFullError
+from ._errors import EndpointClosedException, LineTooLong, WriteBufferFullError
 from .buffering import BufferingArg, as_buffering
 
 __all__ = [
@@ -285,19 +285,26 @@ class Channel(abc.ABC):
         After the other end closed, or after ``close()``, the frames still
         buffered are returned one by one (with line buffering, the final
         partial line last); then ``EndpointClosedException`` is raised.
+        ``LineTooLong`` (an ``EndpointClosedException``) is raised once when a
+        line passes the strategy's limit; the channel is finished then.
         """
         framer = self._framer
-        frame = framer.next_frame()
-        if frame is not None:
-            return frame
-        if self._end is None:
-            self._fill()
+        try:
             frame = framer.next_frame()
             if frame is not None:
                 return frame
             if self._end is None:
-                return b""
-        raise EndpointClosedException(f"{self!r}: {self._end}") from self._end_cause
+                self._fill()
+                frame = framer.next_frame()
+                if frame is not None:
+                    return frame
+                if self._end is None:
+                    return b""
+        except LineTooLong as exc:
+            error = LineTooLong(exc.max_length, exc.length, source=f"read from {self!r}")
+            self._end_reading(str(error), error)
+            raise error from None
+        raise EndpointClosedException(f"read from {self!r}: {self._end}") from self._end_cause
 
     def _fill(self) -> None:
         """Feed the framer until the OS has nothing more now, or reading ended.

@@ -5,11 +5,13 @@ The tree::
     Exception
      └── ChannelError                  base of the errors about a channel's state
           ├── EndpointClosedException  an end of the channel is gone: the peer
-          │                            closed or broke the connection, or the
-          │                            channel itself was closed; raised by
-          │                            read() once nothing buffered is left, and
-          │                            by write() and flush(). ``undelivered``
-          │                            counts the written bytes that were lost.
+          │    │                       closed or broke the connection, or the
+          │    │                       channel itself was closed; raised by
+          │    │                       read() once nothing buffered is left, and
+          │    │                       by write() and flush(). ``undelivered``
+          │    │                       counts the written bytes that were lost.
+          │    └── LineTooLong         a line grew past the line strategy's
+          │                            max_length: the channel is finished
           └── WriteBufferFullError     a write() would take the queued output
                                        past the channel's high-water mark;
                                        nothing of that write was queued (also a
@@ -23,7 +25,7 @@ When the end is gone because the OS said so, the ``OSError`` is chained as
 ``__cause__``.
 """
 
-__all__ = ["ChannelError", "EndpointClosedException", "WriteBufferFullError"]
+__all__ = ["ChannelError", "EndpointClosedException", "LineTooLong", "WriteBufferFullError"]
 
 
 class ChannelError(Exception):
@@ -44,6 +46,24 @@ class EndpointClosedException(ChannelError):
     def __init__(self, *args: object, undelivered: int = 0) -> None:
         super().__init__(*args)
         self.undelivered = undelivered
+
+
+class LineTooLong(EndpointClosedException):
+    """Raised by ``read()`` when a line grows past the strategy's ``max_length``.
+
+    The peer sent more than ``max_length`` bytes without a delimiter (or a
+    longer line): the buffered data is dropped and the channel is finished,
+    as if the peer had closed, so a handler of ``EndpointClosedException``
+    treats it as done. ``max_length`` is the limit, ``length`` the bytes seen.
+    """
+
+    def __init__(self, max_length: int, length: int, *, source: str = "") -> None:
+        super().__init__(
+            f"{source}{': ' if source else ''}line longer than max_length={max_length}"
+            f" bytes ({length} bytes without a delimiter)"
+        )
+        self.max_length = max_length
+        self.length = length
 
 
 class WriteBufferFullError(ChannelError, BufferError):

@@ -8,9 +8,10 @@ serves every accepted client without them sharing a buffer.
 Built in:
 
 - ``BytesBuffering()`` (name ``'bytes'``): a frame is every byte buffered.
-- ``LineBuffering(delimiter=b'\\n')`` (name ``'line'``): a frame is one line
-  including its delimiter; at end of stream, the last partial line is a frame
-  too, without a delimiter.
+- ``LineBuffering(delimiter=b'\\n', max_length=1 MiB)`` (name ``'line'``): a
+  frame is one line including its delimiter; at end of stream, the last
+  partial line is a frame too, without a delimiter. A line longer than
+  ``max_length`` raises ``LineTooLong`` instead of growing the buffer.
 
 ``as_buffering()`` turns what a constructor accepts into a strategy: a strategy
 passes through, ``'line'`` is ``LineBuffering()``, and — as in 0.2 — any other
@@ -19,7 +20,10 @@ value means bytes.
 
 from typing import List, Optional, Protocol, Union, runtime_checkable
 
+from ._errors import LineTooLong
+
 __all__ = [
+    "DEFAULT_MAX_LINE_LENGTH",
     "Buffering",
     "BufferingArg",
     "BytesBuffering",
@@ -64,6 +68,11 @@ class Buffering(Protocol):
         """Return fresh framing state for one channel."""
 
 
+DEFAULT_MAX_LINE_LENGTH = 1024 * 1024
+"""The default ``max_length`` of ``LineBuffering``: 1 MiB, far above any sane
+line of a line protocol, and small enough that a peer sending no delimiter
+cannot make a server buffer without bound."""
+
 BufferingArg = Union[str, Buffering, None]
 """What the ``buffering`` argument of channels and ``Poller`` accepts."""
 
@@ -96,41 +105,58 @@ class _LineFramer:
 
     The buffer is searched once: ``_searched`` remembers how far a previous
     search got without finding the delimiter, so a long line arriving in many
-    small chunks is not rescanned from its start each time.
+    small chunks is not rescanned from its start each time. A line longer
+    than ``max_length`` (delimiter not counted) raises ``LineTooLong``; the
+    buffer is then dropped and the framer takes no more data.
     """
 
-    __slots__ = ("_buffer", "_delimiter", "_eof", "_searched")
+    __slots__ = ("_buffer", "_delimiter", "_eof", "_failed", "_max_length", "_searched")
 
-    def __init__(self, delimiter: bytes) -> None:
+    def __init__(self, delimiter: bytes, max_length: Optional[int]) -> None:
         self._buffer = bytearray()
         self._delimiter = delimiter
+        self._max_length = max_length
         self._searched = 0
         self._eof = False
+        self._failed = False
 
     def feed(self, data: bytes) -> None:
-        self._buffer += data
+        if not self._failed:
+            self._buffer += data
 
     def feed_eof(self) -> None:
         self._eof = True
 
     def next_frame(self) -> Optional[bytes]:
         buffer = self._buffer
+        delimiter = self._delimiter
         # A delimiter may straddle the old end of the buffer: step back over it.
-        start = max(0, self._searched - len(self._delimiter) + 1)
-        found = buffer.find(self._delimiter, start)
+        start = max(0, self._searched - len(delimiter) + 1)
+        found = buffer.find(delimiter, start)
         if found >= 0:
-            end = found + len(self._delimiter)
+            self._check_length(found)
+            end = found + len(delimiter)
             frame = bytes(buffer[:end])
             del buffer[:end]  # O(1) at the front of a bytearray
             self._searched = 0
             return frame
         if self._eof and buffer:
+            self._check_length(len(buffer))
             frame = bytes(buffer)
             buffer.clear()
             self._searched = 0
             return frame
+        # The tail may be the start of a delimiter, which the limit does not count.
+        self._check_length(len(buffer) - len(delimiter) + 1)
         self._searched = len(buffer)
         return None
+
+    def _check_length(self, length: int) -> None:
+        if self._max_length is not None and length > self._max_length:
+            self._buffer = bytearray()  # release the memory
+            self._failed = True
+            self._eof = True
+            raise LineTooLong(self._max_length, length)
 
 
 class BytesBuffering:
@@ -160,38 +186,63 @@ class LineBuffering:
     A line ends with ``delimiter`` (default ``b'\\n'``; ``b'\\r\\n'`` and
     ``b'\\0'`` are common others) and is returned with it. When the stream
     ends, the last partial line is returned without a delimiter.
+
+    ``max_length`` bounds a line, its delimiter not counted: a line of exactly
+    ``max_length`` bytes is fine, a longer one (or that much data without a
+    delimiter) makes ``read()`` raise ``LineTooLong`` and finishes the channel.
+    Default 1 MiB (``DEFAULT_MAX_LINE_LENGTH``); ``None`` means no limit.
     """
 
-    __slots__ = ("_delimiter",)
+    __slots__ = ("_delimiter", "_max_length")
 
     name = "line"
 
-    def __init__(self, delimiter: bytes = b"\n") -> None:
+    def __init__(
+        self, delimiter: bytes = b"\n", max_length: Optional[int] = DEFAULT_MAX_LINE_LENGTH
+    ) -> None:
         if not isinstance(delimiter, bytes):
             raise TypeError(
                 f"LineBuffering delimiter must be bytes, not {type(delimiter).__name__}"
             )
         if not delimiter:
             raise ValueError("LineBuffering delimiter must not be empty")
+        if max_length is not None:
+            if isinstance(max_length, bool) or not isinstance(max_length, int):
+                raise TypeError(
+                    "LineBuffering max_length must be an int or None,"
+                    f" not {type(max_length).__name__}"
+                )
+            if max_length < 1:
+                raise ValueError(f"LineBuffering max_length must be at least 1, not {max_length}")
         self._delimiter = delimiter
+        self._max_length = max_length
 
     @property
     def delimiter(self) -> bytes:
         """The bytes that end a line."""
         return self._delimiter
 
+    @property
+    def max_length(self) -> Optional[int]:
+        """The longest line accepted, delimiter not counted (None: no limit)."""
+        return self._max_length
+
     def new_framer(self) -> Framer:
         """Return fresh framing state for one channel."""
-        return _LineFramer(self._delimiter)
+        return _LineFramer(self._delimiter, self._max_length)
 
     def __repr__(self) -> str:
-        return f"LineBuffering(delimiter={self._delimiter!r})"
+        return f"LineBuffering(delimiter={self._delimiter!r}, max_length={self._max_length!r})"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, LineBuffering) and other.delimiter == self._delimiter
+        return (
+            isinstance(other, LineBuffering)
+            and other.delimiter == self._delimiter
+            and other.max_length == self._max_length
+        )
 
     def __hash__(self) -> int:
-        return hash((LineBuffering, self._delimiter))
+        return hash((LineBuffering, self._delimiter, self._max_length))
 
 
 def as_buffering(buffering: object) -> Buffering:

@@ -176,6 +176,21 @@ def _is_listening(sock: socket.socket) -> bool:
     return bool(sock.getsockopt(socket.SOL_SOCKET, option))
 
 
+def _peer_name(sock: socket.socket) -> str:
+    """The peer, for messages: host:port, [host]:port, unix:path, or '?'."""
+    try:
+        address = sock.getpeername()
+    except OSError:
+        return "?"
+    if isinstance(address, tuple) and sock.family == getattr(socket, "AF_INET6", None):
+        return f"[{address[0]}]:{address[1]}"
+    if isinstance(address, tuple):
+        return f"{address[0]}:{address[1]}"
+    if isinstance(address, bytes):  # Linux abstract namespace
+        address = address.decode("utf-8", "backslashreplace")
+    return f"unix:{address}" if address else "unix:(unnamed)"
+
+
 class SocketChannel(Channel):
     """A channel over a connected stream socket (TCP, Unix, ``socketpair``).
 
@@ -199,6 +214,7 @@ class SocketChannel(Channel):
             )
         super().__init__(buffering=buffering, high_water=high_water, linger=linger)
         self._sock = sock
+        self._peer = _peer_name(sock)
         sock.setblocking(False)
 
     @property
@@ -235,6 +251,11 @@ class SocketChannel(Channel):
         """Return the socket's fd (``-1`` once closed)."""
         return self._sock.fileno()
 
+    @property
+    def peer(self) -> str:
+        """The peer's address as text (``'?'`` when the OS would not tell)."""
+        return self._peer
+
     def __repr__(self) -> str:
         where = "closed" if self._closed else f"fd={self._sock.fileno()}"
-        return f"<{type(self).__name__} {where} buffering={self._buffering!r}>"
+        return f"<{type(self).__name__} {where} peer={self._peer} buffering={self._buffering!r}>"

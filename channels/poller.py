@@ -3,8 +3,9 @@
 Design notes:
 
 - One selector (``selectors.DefaultSelector`` unless another class is given)
-  holds every fd, each registered with a small record (``_Watched`` for a
-  channel, ``_Server`` for a listening socket) as its ``data``.
+  holds every fd, each registered with a small record as its ``data``:
+  ``_Watched`` for a channel, ``_Server`` for a listening socket, ``_Wakeup``
+  for the socketpair that ``wakeup()`` writes to.
 - Records are also kept by the *identity* of the channel: a closed socket's
   ``fileno()`` is -1, and epoll silently forgets a closed fd, so the fd is not
   a reliable key.
@@ -13,13 +14,22 @@ Design notes:
   and keeps the channel aside, so the next ``poll()`` reports it at once,
   without scanning the idle channels.
 - The Poller never looks at framing: it calls ``read()`` until it returns
-  ``b''`` or raises ``EndpointClosedException``.
+  ``b''``, raises ``EndpointClosedException``, or the channel used up its read
+  budget for this ``poll()`` — then it is read again by the next ``poll()``,
+  which does not wait for the fd (the rest may sit in the framer already).
 - A channel that queues output (``QueuedWriter``) calls the Poller back when
   output appears and when it drained; the Poller watches its fd for
   writability exactly in between and calls ``flush(0)`` when it is writable.
   A channel whose reading ended is reported closed once; until it is closed
   or unregistered, what it still writes is delivered, silently (the peer may
   have only half-closed its end).
+- Results are collected on the Poller, not in a local list: if a signal
+  handler raises halfway, what was already read is returned by the next
+  ``poll()``.
+- On POSIX a few fds are checked per quarter second against the identity
+  (device, inode) they had when registered, so an fd closed or reused behind
+  the Poller's back is found even where the kernel forgets it silently
+  (epoll), at no cost per ``poll()``.
 """
 
 import errno
@@ -32,7 +42,7 @@ import socket
 import time
 from typing import Callable, Dict, List, Optional, Tuple, Union
 
-from ._errors import EndpointClosedException
+from ._errors import EndpointClosedException, LineTooLong
 from .buffering import BufferingArg, as_buffering
 from .channel import (
     ChannelLike,
@@ -43,7 +53,17 @@ from .channel import (
     _is_listening,
 )
 
-__all__ = ["AcceptEvent", "DataEvent", "PollResult", "Poller", "SelectorFactory", "SocketAddress"]
+__all__ = [
+    "ACCEPT_BACKOFF",
+    "DEFAULT_READ_BUDGET",
+    "MAX_ACCEPTS_PER_POLL",
+    "AcceptEvent",
+    "DataEvent",
+    "PollResult",
+    "Poller",
+    "SelectorFactory",
+    "SocketAddress",
+]
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -62,6 +82,17 @@ PollResult = Union[DataEvent, AcceptEvent]
 
 SelectorFactory = Callable[[], selectors.BaseSelector]
 """A selector class such as ``selectors.PollSelector``, or any factory of one."""
+
+DEFAULT_READ_BUDGET = 256 * 1024
+"""Bytes one ``poll()`` takes from one channel at most, so a flooding peer
+cannot starve the others; the rest is read by the next ``poll()``."""
+
+MAX_ACCEPTS_PER_POLL = 128
+"""Clients one ``poll()`` accepts from one server at the most; the rest wait
+in the backlog for the next ``poll()``."""
+
+ACCEPT_BACKOFF = 0.25
+"""Seconds a server is not watched after accept() ran out of fds or memory."""
 
 # accept() errors that concern only the connection being accepted: skip it and
 # go on. From trio's SocketListener.accept (trio/_highlevel_socket.py), which
@@ -85,22 +116,50 @@ _ACCEPT_SKIP_ERRNOS = frozenset(
     )
     if code is not None
 )
+# accept() errors that mean the process is out of a resource: back off.
+_ACCEPT_BACKOFF_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 # accept() errors that mean the listening socket itself is gone or unusable.
 _ACCEPT_DEAD_SERVER_ERRNOS = frozenset({errno.EBADF, errno.EINVAL, errno.ENOTSOCK})
+# Errors a broken custom channel may raise from read() or flush(): reported as
+# closed (and logged) rather than raised, so one bad channel cannot stop a server.
+_BAD_CHANNEL_ERRORS = (OSError, ValueError, KeyError)
 
-MAX_ACCEPTS_PER_POLL = 128
-"""Clients one ``poll()`` accepts from one server at the most; the rest wait
-in the backlog for the next ``poll()``."""
+_CHECK_INTERVAL = 0.25
+_CHECK_SLICE = 256
+
+_Identity = Optional[Tuple[int, int]]
+
+
+def _identity(fd: int) -> _Identity:
+    """What the fd refers to (device, inode), to notice it was closed or reused."""
+    if os.name != "posix":
+        return None  # Windows sockets are not fds to os.fstat
+    try:
+        stat = os.fstat(fd)
+    except OSError:
+        return None
+    return (stat.st_dev, stat.st_ino)
 
 
 class _Watched:
     """A registered channel, as the selector's ``data`` and in the identity map."""
 
-    __slots__ = ("channel", "fd", "on_close", "on_output", "reading", "stale", "writing")
+    __slots__ = (
+        "channel",
+        "fd",
+        "identity",
+        "on_close",
+        "on_output",
+        "reading",
+        "server",
+        "stale",
+        "writing",
+    )
 
     def __init__(self, channel: ChannelLike, fd: int) -> None:
         self.channel = channel
         self.fd = fd
+        self.identity = _identity(fd)
         self.on_close: Optional[Callable[[], None]] = None
         self.on_output: Optional[Callable[[bool], None]] = None
         # False once its end was reported: it is then only drained.
@@ -109,6 +168,8 @@ class _Watched:
         self.writing = False
         # Its fd number was taken over by another file: never read it again.
         self.stale = False
+        # The server it was accepted from, while it counts against max_clients.
+        self.server: Optional[_Server] = None
 
     @property
     def events(self) -> int:
@@ -120,32 +181,40 @@ class _Watched:
 class _Server:
     """A listening socket, as the selector's ``data``."""
 
-    __slots__ = ("fd", "sock")
+    __slots__ = ("backing_off", "clients", "fd", "identity", "max_clients", "resume_at", "sock")
+
+    def __init__(self, sock: socket.socket, max_clients: Optional[int]) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.identity = _identity(self.fd)
+        self.max_clients = max_clients
+        self.clients = 0
+        self.resume_at = 0.0  # not watched before this (back-off)
+        self.backing_off = False
+
+    def wanted(self, now: float) -> bool:
+        """Should the server's fd be watched now?"""
+        below_cap = self.max_clients is None or self.clients < self.max_clients
+        return below_cap and now >= self.resume_at
+
+
+class _Wakeup:
+    """The read end of the socketpair ``wakeup()`` writes to."""
+
+    __slots__ = ("sock",)
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self.fd = sock.fileno()
 
 
-def _record(key: selectors.SelectorKey) -> Union[_Watched, _Server]:
+_Record = Union[_Watched, _Server, _Wakeup]
+
+
+def _record(key: selectors.SelectorKey) -> _Record:
     """Narrow a selector key's ``data`` (typed ``Any``) to what we put there."""
     data = key.data
-    assert isinstance(data, (_Watched, _Server))
+    assert isinstance(data, (_Watched, _Server, _Wakeup))
     return data
-
-
-def _fd_is_open(fd: int) -> bool:
-    if os.name == "posix":
-        try:
-            os.fstat(fd)
-        except OSError:
-            return False
-        return True
-    try:  # Windows sockets are not fds to os.fstat
-        select.select([fd], [], [], 0)
-    except (OSError, ValueError):
-        return False
-    return True
 
 
 class Poller:
@@ -154,9 +223,11 @@ class Poller:
     ``buffering`` (a name or a ``Buffering`` strategy) is given to every
     accepted client, each with its own framing state. ``selector`` is the
     selector class to use (default ``selectors.DefaultSelector``: epoll on
-    Linux, kqueue on macOS/BSD, select on Windows).
+    Linux, kqueue on macOS/BSD, select on Windows). ``read_budget`` is how
+    many bytes one ``poll()`` takes from one channel at most.
 
-    Not thread-safe: use one Poller from one thread.
+    A Poller is a context manager: leaving the block calls ``close()``. It is
+    not thread-safe, except for ``wakeup()``: use it from one thread.
     """
 
     def __init__(
@@ -164,13 +235,30 @@ class Poller:
         *,
         buffering: BufferingArg = "bytes",
         selector: Optional[SelectorFactory] = None,
+        read_budget: int = DEFAULT_READ_BUDGET,
     ) -> None:
+        if isinstance(read_budget, bool) or not isinstance(read_budget, int):
+            raise TypeError(f"read_budget must be an int (bytes), not {type(read_budget).__name__}")
+        if read_budget < 1:
+            raise ValueError(f"read_budget must be at least 1 byte, not {read_budget}")
         self._strategy = as_buffering(buffering)
+        self._read_budget = read_budget
         self._selector = (selector or selectors.DefaultSelector)()
         self._channels: Dict[int, _Watched] = {}
-        # Closed while registered, to be reported once by the next poll().
+        # Closed while registered, or whose fd went bad: reported by the next poll().
         self._closed: Dict[int, _Watched] = {}
+        # Used up their read budget: read again by the next poll(), without waiting.
+        self._unfinished: Dict[int, _Watched] = {}
         self._servers: Dict[int, _Server] = {}
+        self._results: List[PollResult] = []
+        self._woken = False
+        self._next_check = 0.0
+        self._check_cursor = 0
+        wake_r, self._wake_w = socket.socketpair()
+        wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._wakeup = _Wakeup(wake_r)
+        self._selector.register(wake_r.fileno(), selectors.EVENT_READ, self._wakeup)
 
     @property
     def buffering(self) -> str:
@@ -182,6 +270,13 @@ class Poller:
         """The selector the Poller waits on."""
         return self._selector
 
+    @property
+    def read_budget(self) -> int:
+        """Bytes one ``poll()`` takes from one channel at most."""
+        return self._read_budget
+
+    # -- registration -------------------------------------------------------
+
     def register(self, channel: ChannelLike) -> None:
         """Watch ``channel`` for reading; registering it again does nothing.
 
@@ -189,6 +284,9 @@ class Poller:
         cannot read, ``TypeError`` for an object that is not a channel, and
         ``ValueError`` for a closed channel; nothing is registered then.
         """
+        self._register(channel)
+
+    def _register(self, channel: ChannelLike) -> _Watched:
         if not isinstance(channel, ChannelLike):
             raise TypeError(
                 "register() takes a channel (read, write, close, get_fd, buffering),"
@@ -204,7 +302,7 @@ class Poller:
                 if not known.reading:  # drained after its end: watch it again
                     known.reading = True
                     self._update_events(known)
-                return
+                return known
             self._forget(known)
         self._evict_stale(fd)
         watched = _Watched(channel, fd)
@@ -221,6 +319,7 @@ class Poller:
             channel.add_output_callback(watched.on_output)
             if channel.write_buffer_size:
                 self._output_changed(watched, True)
+        return watched
 
     def unregister(self, channel: ChannelLike) -> None:
         """Stop watching ``channel``; does nothing if it is not registered."""
@@ -229,13 +328,16 @@ class Poller:
         if watched is not None:
             self._forget(watched)
 
-    def add_server(self, sock: socket.socket) -> None:
+    def add_server(self, sock: socket.socket, *, max_clients: Optional[int] = None) -> None:
         """Watch a listening stream socket (TCP or Unix) and accept its clients.
 
         Each client is wrapped in a ``SocketChannel`` with the Poller's
         buffering, registered, and reported by ``poll()``. The socket is made
-        non-blocking. Raises ``TypeError``/``ValueError`` for anything but an
-        open, listening stream socket.
+        non-blocking. With ``max_clients``, at most that many of its clients
+        are registered at once: at the cap, the server is not watched (new
+        clients wait in the listen backlog) until one of them is reported
+        closed or unregistered. Raises ``TypeError``/``ValueError`` for anything
+        but an open, listening stream socket, or a bad ``max_clients``.
         """
         _check_stream_socket(sock, "add_server()")
         if not _is_listening(sock):
@@ -243,13 +345,26 @@ class Poller:
                 "add_server() takes a listening socket; call sock.listen() first"
                 " (a connected socket goes in a SocketChannel)"
             )
+        if max_clients is not None and (
+            isinstance(max_clients, bool) or not isinstance(max_clients, int) or max_clients < 1
+        ):
+            raise ValueError(f"max_clients must be a positive int or None, not {max_clients!r}")
         if id(sock) in self._servers:
             return
         sock.setblocking(False)
-        server = _Server(sock)
+        server = _Server(sock, max_clients)
         self._evict_stale(server.fd)
         self._selector.register(server.fd, selectors.EVENT_READ, server)
         self._servers[id(sock)] = server
+
+    def remove_server(self, sock: socket.socket) -> None:
+        """Stop accepting clients of ``sock`` (it stays open; its clients stay
+        registered). Does nothing for a socket that was not added."""
+        server = self._servers.get(id(sock))
+        if server is not None:
+            self._drop_server(server)
+
+    # -- closing ------------------------------------------------------------
 
     def close_all(self) -> None:
         """Close every registered channel and server.
@@ -266,97 +381,205 @@ class Poller:
                 watched.channel.close()
             except Exception as exc:  # close the others first, then raise
                 errors.append(exc)
-            if self._channels.get(id(watched.channel)) is watched:
+            if self._watching(watched):
                 self._channel_closed(watched)  # a channel that does not call back
         if errors:
             raise errors[0]
+
+    def close(self) -> None:
+        """``close_all()``, then release the Poller's own fds (selector, wakeup).
+
+        Calling it again does nothing; the Poller cannot be used afterwards.
+        """
+        if self._wakeup.sock.fileno() < 0:
+            return
+        try:
+            self.close_all()
+        finally:
+            self._channels.clear()
+            self._closed.clear()
+            self._unfinished.clear()
+            self._selector.close()
+            self._wakeup.sock.close()
+            self._wake_w.close()
+
+    def __enter__(self) -> "Poller":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def wakeup(self) -> None:
+        """Make a ``poll()`` that is waiting return promptly (with ``[]`` if
+        nothing else happened); a ``poll()`` that is not waiting returns at
+        once the next time. Safe from other threads and from signal handlers.
+        Does nothing once the Poller is closed."""
+        try:
+            self._wake_w.send(b"\0")
+        except BlockingIOError:
+            pass  # the socket is full of wakeups: one is pending already
+        except OSError:
+            if self._wake_w.fileno() >= 0:  # not closed: a real error
+                raise
+
+    # -- polling ------------------------------------------------------------
 
     def poll(self, timeout: Optional[float] = None) -> List[PollResult]:
         """Wait for events and return them as a list.
 
         ``timeout`` is in seconds: ``None`` waits until something happens, zero
         or less does not wait, a positive value waits at most that long. An
-        empty list means the timeout passed. Items are ``(data, channel)``
-        (a line channel gives one per complete line), ``(b'', channel)`` once
-        when a channel closed — after which it is no longer registered — and
-        ``((addr, client_channel), server_sock)`` per accepted client.
+        empty list means the timeout passed (or ``wakeup()`` was called). Items
+        are ``(data, channel)`` (a line channel gives one per complete line),
+        ``(b'', channel)`` once when a channel closed — after which it is no
+        longer registered — and ``((addr, client_channel), server_sock)`` per
+        accepted client.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            results = self._poll_once(0 if self._closed else left)
+            now = time.monotonic()
+            left = None if deadline is None else max(0.0, deadline - now)
+            self._poll_once(self._wait_time(left, now))
             # Writes flushed but nothing to report: that is no timeout yet.
-            if results or (left is not None and left <= 0):
+            if self._results or self._woken or (left is not None and left <= 0):
+                results, self._results = self._results, []
+                self._woken = False
                 return results
 
-    def _poll_once(self, timeout: Optional[float]) -> List[PollResult]:
+    def _wait_time(self, left: Optional[float], now: float) -> Optional[float]:
+        if self._closed or self._unfinished or self._results:
+            return 0  # there is news already: do not wait
+        wait = left
+        for server in self._servers.values():
+            if server.resume_at > now:  # wake up to watch it again
+                wait = server.resume_at - now if wait is None else min(wait, server.resume_at - now)
+        if os.name == "posix" and self._channels:
+            until_check = max(0.0, self._next_check - now)
+            wait = until_check if wait is None else min(wait, until_check)
+        return wait
+
+    def _poll_once(self, timeout: Optional[float]) -> None:
+        now = time.monotonic()
+        for server in list(self._servers.values()):
+            if server.resume_at and now >= server.resume_at:
+                server.resume_at = 0.0
+                self._update_server(server)
+        if now >= self._next_check:
+            self._next_check = now + _CHECK_INTERVAL
+            self._check_fds()
         try:
             ready = self._selector.select(timeout)
         except (OSError, ValueError) as exc:
-            ready = self._find_bad_fds(exc)
-        results: List[PollResult] = []
+            self._find_bad_fds(exc)
+            ready = []
+        read_already = set()
+        for watched in list(self._unfinished.values()):
+            read_already.add(id(watched))
+            self._read(watched)
         for key, events in ready:
             record = _record(key)
-            if isinstance(record, _Server):
+            if isinstance(record, _Wakeup):
+                self._drain_wakeups()
+            elif isinstance(record, _Server):
                 if self._servers.get(id(record.sock)) is record:
-                    self._accept(record, results)
-                continue
-            if events & selectors.EVENT_READ and self._watching(record) and record.reading:
-                self._read(record, results)
-            if events & selectors.EVENT_WRITE and self._watching(record) and record.writing:
-                self._flush(record, results)
-        if self._closed:
-            for watched in list(self._closed.values()):
-                if not watched.stale:
-                    self._read(watched, results)
-                if self._closed.get(id(watched.channel)) is watched:
-                    # Stale, or closed but reading b'' rather than raising.
-                    self._forget(watched)
-                    results.append((b"", watched.channel))
-        return results
+                    self._accept(record)
+            else:
+                if events & selectors.EVENT_READ and id(record) not in read_already:
+                    self._read_if_watched(record)
+                if events & selectors.EVENT_WRITE and self._watching(record) and record.writing:
+                    self._flush(record)
+        self._report_closed()
+
+    def _read_if_watched(self, watched: _Watched) -> None:
+        if self._watching(watched) and watched.reading:
+            self._read(watched)
+
+    def _report_closed(self) -> None:
+        for watched in list(self._closed.values()):
+            if not watched.stale:
+                self._read(watched)
+            if self._closed.get(id(watched.channel)) is watched:
+                # Stale, or closed but reading b'' rather than raising.
+                self._forget(watched)
+                self._results.append((b"", watched.channel))
+
+    def _drain_wakeups(self) -> None:
+        self._woken = True
+        try:
+            while self._wakeup.sock.recv(4096):
+                pass
+        except BlockingIOError:
+            pass
 
     def _watching(self, watched: _Watched) -> bool:
         return self._channels.get(id(watched.channel)) is watched
 
-    def _read(self, watched: _Watched, results: List[PollResult]) -> None:
+    def _read(self, watched: _Watched) -> None:
         channel = watched.channel
+        results = self._results
+        budget = self._read_budget
         try:
             while True:
                 data = channel.read()
                 if not data:
+                    self._unfinished.pop(id(watched), None)
                     return
                 results.append((data, channel))
+                budget -= len(data)
+                if budget <= 0:
+                    # More may sit in the framer, where select() cannot see it.
+                    self._unfinished[id(watched)] = watched
+                    return
+        except LineTooLong as exc:
+            _LOGGER.warning("closing %r: %s", channel, exc)
+            self._forget(watched)
+            results.append((b"", channel))
+            abort = getattr(channel, "abort", None)
+            (abort if callable(abort) else channel.close)()
         except EndpointClosedException:
-            self._reading_ended(watched, results)
+            self._reading_ended(watched)
+        except _BAD_CHANNEL_ERRORS:
+            _LOGGER.exception("read() of %r failed; reporting it closed", channel)
+            self._forget(watched)
+            results.append((b"", channel))
 
-    def _reading_ended(self, watched: _Watched, results: List[PollResult]) -> None:
+    def _reading_ended(self, watched: _Watched) -> None:
         """Report the channel's end once; go on delivering what it writes."""
-        results.append((b"", watched.channel))
+        self._results.append((b"", watched.channel))
+        self._unfinished.pop(id(watched), None)
+        self._leave_server(watched)
         if self._watching(watched):
             watched.reading = False
             self._update_events(watched)
         else:  # it closed while registered: nothing more will come
             self._forget(watched)
 
-    def _flush(self, watched: _Watched, results: List[PollResult]) -> None:
+    def _flush(self, watched: _Watched) -> None:
         channel = watched.channel
         assert isinstance(channel, QueuedWriter)
         try:
             channel.flush(0)
-        except EndpointClosedException:
+        except (EndpointClosedException, *_BAD_CHANNEL_ERRORS) as exc:
+            if not isinstance(exc, EndpointClosedException):
+                _LOGGER.exception("flush() of %r failed; reporting it closed", channel)
             # The peer is gone. What it sent before is still readable: report
             # that, then the end (once); the application learns how much was
             # lost from its next write() or flush().
             if not watched.reading:
                 self._forget(watched)
                 return
-            self._read(watched, results)
-            if self._watching(watched) or self._closed.get(id(channel)) is watched:
+            self._read(watched)
+            if self._watching(watched) and watched.reading:
                 self._forget(watched)
-                results.append((b"", channel))
+                self._results.append((b"", channel))
 
-    def _accept(self, server: _Server, results: List[PollResult]) -> None:
+    # -- accepting ----------------------------------------------------------
+
+    def _accept(self, server: _Server) -> None:
         for _ in range(MAX_ACCEPTS_PER_POLL):
+            if not server.wanted(time.monotonic()):
+                self._update_server(server)
+                return
             try:
                 sock, addr = server.sock.accept()
             except BlockingIOError:
@@ -368,11 +591,52 @@ class Poller:
                     _LOGGER.warning("dropping server %r: accept() failed: %s", server.sock, exc)
                     self._drop_server(server)
                     return
-                _LOGGER.warning("accept() on %r failed, retrying later: %s", server.sock, exc)
+                self._back_off(server, exc)
                 return
+            server.backing_off = False
             client = SocketChannel(sock, buffering=self._strategy)
-            self.register(client)
-            results.append(((addr, client), server.sock))
+            watched = self._register(client)
+            watched.server = server
+            server.clients += 1
+            self._results.append(((addr, client), server.sock))
+
+    def _back_off(self, server: _Server, exc: OSError) -> None:
+        """Stop watching the server for a while, so a lack of fds cannot spin."""
+        if not server.backing_off:  # log once per episode, not once per retry
+            server.backing_off = True
+            log = _LOGGER.warning if exc.errno in _ACCEPT_BACKOFF_ERRNOS else _LOGGER.error
+            log(
+                "accept() on %r failed: %s; not accepting for %.2f s at a time until it works",
+                server.sock,
+                exc,
+                ACCEPT_BACKOFF,
+            )
+        server.resume_at = time.monotonic() + ACCEPT_BACKOFF
+        self._update_server(server)
+
+    def _leave_server(self, watched: _Watched) -> None:
+        """The client no longer counts against its server's max_clients."""
+        server, watched.server = watched.server, None
+        if server is not None:
+            server.clients -= 1
+            if self._servers.get(id(server.sock)) is server:
+                self._update_server(server)
+
+    def _update_server(self, server: _Server) -> None:
+        key = self._selector.get_map().get(server.fd)
+        selected = key is not None and key.data is server
+        wanted = server.wanted(time.monotonic())
+        if wanted and not selected:
+            self._evict_stale(server.fd)
+            self._selector.register(server.fd, selectors.EVENT_READ, server)
+        elif selected and not wanted:
+            self._selector.unregister(server.fd)
+
+    def _drop_server(self, server: _Server) -> None:
+        self._servers.pop(id(server.sock), None)
+        self._unselect(server.fd, server)
+
+    # -- bookkeeping --------------------------------------------------------
 
     def _channel_closed(self, watched: _Watched) -> None:
         """Called back by a channel closing while registered, before its fd closes."""
@@ -397,18 +661,22 @@ class Poller:
         events = watched.events
         key = self._selector.get_map().get(watched.fd)
         selected = key is not None and key.data is watched
-        if events and selected:
-            self._selector.modify(watched.fd, events, watched)
-        elif events:
-            self._evict_stale(watched.fd)
-            self._selector.register(watched.fd, events, watched)
-        else:
-            if selected:
+        try:
+            if events and selected:
+                self._selector.modify(watched.fd, events, watched)
+            elif events:
+                self._evict_stale(watched.fd)
+                self._selector.register(watched.fd, events, watched)
+            elif selected:
                 self._selector.unregister(watched.fd)
-            if watched.on_close is None or watched.on_output is None:
-                # Reported, drained, and it could not tell us of more output
-                # or of its close: nothing left to do for it.
-                self._forget(watched)
+        except (OSError, ValueError) as exc:  # the fd went bad behind our back
+            _LOGGER.warning("fd %d of %r is not usable: %s", watched.fd, watched.channel, exc)
+            self._set_aside(watched, stale=False)
+            return
+        if not events and (watched.on_close is None or watched.on_output is None):
+            # Reported, drained, and it could not tell us of more output or
+            # of its close: nothing left to do for it.
+            self._forget(watched)
 
     def _forget(self, watched: _Watched) -> None:
         key = id(watched.channel)
@@ -416,7 +684,9 @@ class Poller:
             del self._channels[key]
         if self._closed.get(key) is watched:
             del self._closed[key]
+        self._unfinished.pop(id(watched), None)
         self._unselect(watched.fd, watched)
+        self._leave_server(watched)
         channel = watched.channel
         if watched.on_close is not None:
             assert isinstance(channel, CloseNotifier)
@@ -427,11 +697,20 @@ class Poller:
             channel.remove_output_callback(watched.on_output)
             watched.on_output = None
 
-    def _drop_server(self, server: _Server) -> None:
-        self._servers.pop(id(server.sock), None)
-        self._unselect(server.fd, server)
+    def _set_aside(self, watched: _Watched, *, stale: bool) -> None:
+        """The channel's fd went bad: report it closed at the next poll()."""
+        if not self._watching(watched):
+            return
+        if not watched.reading:  # reported already: just let go
+            self._forget(watched)
+            return
+        del self._channels[id(watched.channel)]
+        self._unfinished.pop(id(watched), None)
+        self._unselect(watched.fd, watched)
+        watched.stale = stale
+        self._closed[id(watched.channel)] = watched
 
-    def _unselect(self, fd: int, record: Union[_Watched, _Server]) -> None:
+    def _unselect(self, fd: int, record: _Record) -> None:
         """Remove ``fd`` from the selector if it is still registered for ``record``."""
         key = self._selector.get_map().get(fd)
         if key is not None and key.data is record:
@@ -443,36 +722,71 @@ class Poller:
         if key is None:
             return
         record = _record(key)
+        self._selector.unregister(fd)
         if isinstance(record, _Server):
             _LOGGER.warning("fd %d was reused; dropping server %r", fd, record.sock)
             self._drop_server(record)
-            return
-        _LOGGER.warning(
-            "fd %d was reused; %r lost its fd and is reported closed", fd, record.channel
-        )
-        self._forget(record)
-        record.stale = True
-        self._closed[id(record.channel)] = record
+        elif isinstance(record, _Watched):
+            _LOGGER.warning(
+                "fd %d was reused; %r lost its fd and is reported closed", fd, record.channel
+            )
+            self._set_aside(record, stale=True)
 
-    def _find_bad_fds(self, exc: BaseException) -> List[Tuple[selectors.SelectorKey, int]]:
-        """After select() failed: the keys whose fd was closed behind our back.
+    def _check_fds(self) -> None:
+        """Check a slice of the fds against what they referred to when registered."""
+        if os.name != "posix":
+            return
+        records: List[Union[_Watched, _Server]] = [
+            *self._channels.values(),
+            *self._servers.values(),
+        ]
+        if not records:
+            return
+        start = self._check_cursor % len(records)
+        chosen = records[start : start + _CHECK_SLICE]
+        self._check_cursor = start + len(chosen)
+        for record in chosen:
+            now = _identity(record.fd)
+            if now == record.identity:
+                continue
+            if isinstance(record, _Server):
+                _LOGGER.warning("dropping server %r: its fd %d was closed", record.sock, record.fd)
+                self._drop_server(record)
+            else:
+                # Closed: reading it reports what was buffered, then the end.
+                # Reused by another file: it must not be read again.
+                self._set_aside(record, stale=now is not None)
+
+    def _find_bad_fds(self, exc: BaseException) -> None:
+        """After select() failed: set aside every record whose fd is gone.
 
         Only this error path scans every fd. If none is bad, the error was not
-        about an fd and is raised again. Bad servers are dropped; bad channels
-        are unselected and returned, so that reading them reports them closed.
+        about an fd and is raised again.
         """
         bad = [
-            (key, selectors.EVENT_READ)
+            _record(key)
             for key in list(self._selector.get_map().values())
             if not _fd_is_open(key.fd)
         ]
         if not bad:
             raise exc
-        for key, _ in bad:
-            record = _record(key)
+        for record in bad:
             if isinstance(record, _Server):
-                _LOGGER.warning("dropping server %r: its fd %d was closed", record.sock, key.fd)
+                _LOGGER.warning("dropping server %r: its fd %d was closed", record.sock, record.fd)
                 self._drop_server(record)
-            else:
-                self._unselect(key.fd, record)
-        return bad
+            elif isinstance(record, _Watched):
+                self._set_aside(record, stale=False)
+
+
+def _fd_is_open(fd: int) -> bool:
+    if os.name == "posix":
+        try:
+            os.fstat(fd)
+        except OSError:
+            return False
+        return True
+    try:  # Windows sockets are not fds to os.fstat
+        select.select([fd], [], [], 0)
+    except (OSError, ValueError):
+        return False
+    return True

@@ -48,13 +48,21 @@ def make_poller(selector_cls: Type[selectors.BaseSelector]) -> Iterator[Callable
 
     yield make
     for poller in made:
-        poller.close_all()
-        poller.selector.close()
+        poller.close()
 
 
 @pytest.fixture
 def poller(make_poller: Callable[..., Poller]) -> Poller:
     return make_poller()
+
+
+def watched_fds(poller: Poller) -> List[int]:
+    """The fds the poller's selector holds for channels and servers (not its wakeup)."""
+    return [
+        key.fd
+        for key in poller.selector.get_map().values()
+        if type(key.data).__name__ in ("_Watched", "_Server")
+    ]
 
 
 def wait_readable(fd: int, timeout: float = DEADLINE) -> None:

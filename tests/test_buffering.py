@@ -6,8 +6,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from channels import Buffering, BytesBuffering, Framer, LineBuffering
-from channels.buffering import as_buffering
+from channels import (
+    Buffering,
+    BytesBuffering,
+    EndpointClosedException,
+    Framer,
+    LineBuffering,
+    LineTooLong,
+)
+from channels.buffering import DEFAULT_MAX_LINE_LENGTH, as_buffering
 
 
 def frames_of(framer: Framer) -> List[bytes]:
@@ -101,7 +108,8 @@ def test_strategies_compare_and_print_as_their_configuration() -> None:
     assert BytesBuffering() == BytesBuffering()
     assert LineBuffering() != BytesBuffering()
     assert len({LineBuffering(), LineBuffering(b"\n"), BytesBuffering()}) == 2
-    assert repr(LineBuffering(b"\0")) == "LineBuffering(delimiter=b'\\x00')"
+    assert repr(LineBuffering(b"\0")) == "LineBuffering(delimiter=b'\\x00', max_length=1048576)"
+    assert LineBuffering(max_length=None) != LineBuffering()
     assert repr(BytesBuffering()) == "BytesBuffering()"
     assert LineBuffering(b"\r\n").delimiter == b"\r\n"
 
@@ -224,3 +232,71 @@ def test_bytes_framing_yields_exactly_the_stream(
     frames = frame_chunks(BytesBuffering().new_framer(), cut(stream, points), pull_between)
     assert b"".join(frames) == stream
     assert all(frames)
+
+
+# -- bounded lines ----------------------------------------------------------
+
+
+def test_line_of_exactly_max_length_is_accepted() -> None:
+    framer = LineBuffering(max_length=5).new_framer()
+    framer.feed(b"12345\n123456\n")
+    assert framer.next_frame() == b"12345\n"
+    with pytest.raises(LineTooLong) as info:
+        framer.next_frame()
+    assert (info.value.max_length, info.value.length) == (5, 6)
+    assert "max_length=5" in str(info.value)
+
+
+def test_data_past_max_length_without_a_delimiter_raises_and_frees_the_buffer() -> None:
+    framer = LineBuffering(max_length=5).new_framer()
+    framer.feed(b"12345")
+    assert framer.next_frame() is None  # could still be a line of 5
+    framer.feed(b"6")
+    with pytest.raises(LineTooLong, match="6 bytes without a delimiter"):
+        framer.next_frame()
+    framer.feed(b"more\n")  # ignored: the stream is finished
+    assert framer.next_frame() is None
+    assert len(framer._buffer) == 0  # type: ignore[attr-defined]
+
+
+def test_a_partial_delimiter_at_the_end_does_not_count_against_the_limit() -> None:
+    framer = LineBuffering(b"\r\n", max_length=5).new_framer()
+    framer.feed(b"12345\r")
+    assert framer.next_frame() is None
+    framer.feed(b"\n")
+    assert framer.next_frame() == b"12345\r\n"
+
+
+def test_a_final_partial_line_past_the_limit_raises_at_eof() -> None:
+    framer = LineBuffering(b"\r\n", max_length=5).new_framer()
+    framer.feed(b"123456")
+    assert framer.next_frame() is None  # the last byte could still start a delimiter
+    framer.feed_eof()
+    with pytest.raises(LineTooLong):
+        framer.next_frame()
+
+
+def test_max_length_none_means_no_limit() -> None:
+    framer = LineBuffering(max_length=None).new_framer()
+    framer.feed(b"x" * (DEFAULT_MAX_LINE_LENGTH * 2) + b"\n")
+    assert len(framer.next_frame() or b"") == DEFAULT_MAX_LINE_LENGTH * 2 + 1
+
+
+def test_default_max_length_is_1_mib() -> None:
+    assert LineBuffering().max_length == DEFAULT_MAX_LINE_LENGTH == 1024 * 1024
+    framer = LineBuffering().new_framer()
+    framer.feed(b"x" * (DEFAULT_MAX_LINE_LENGTH + 1))
+    with pytest.raises(LineTooLong):
+        framer.next_frame()
+
+
+@pytest.mark.parametrize(
+    ("value", "error"), [(0, ValueError), (-1, ValueError), (1.5, TypeError), (True, TypeError)]
+)
+def test_line_buffering_rejects_a_bad_max_length(value: object, error: type) -> None:
+    with pytest.raises(error, match="max_length"):
+        LineBuffering(max_length=value)  # type: ignore[arg-type]
+
+
+def test_line_too_long_is_an_endpoint_closed_exception() -> None:
+    assert issubclass(LineTooLong, EndpointClosedException)
