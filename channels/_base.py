@@ -29,6 +29,7 @@ from typing import (
     List,
     Optional,
     Protocol,
+    TypeVar,
     Union,
     cast,
     runtime_checkable,
@@ -177,6 +178,9 @@ def receive(recv: Callable[[int], bytes], at_eof: str) -> bytes:
     if not data:
         raise EndpointClosedException(at_eof)
     return data
+
+
+_Self = TypeVar("_Self", bound="Channel")
 
 
 def _check_high_water(value: object) -> int:
@@ -535,6 +539,12 @@ class Channel(abc.ABC):
         Raises ``NotImplementedError`` if the channel cannot read.
         """
         raise NotImplementedError(f"{type(self).__name__} cannot be polled for reading")
+
+    def __enter__(self: "_Self") -> "_Self":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     # -- watchers -----------------------------------------------------------
 

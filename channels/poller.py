@@ -287,6 +287,7 @@ class Poller:
         self._register(channel)
 
     def _register(self, channel: ChannelLike) -> _Watched:
+        self._check_open("register() with")
         if not isinstance(channel, ChannelLike):
             raise TypeError(
                 "register() takes a channel (read, write, close, get_fd, buffering),"
@@ -339,6 +340,7 @@ class Poller:
         closed or unregistered. Raises ``TypeError``/``ValueError`` for anything
         but an open, listening stream socket, or a bad ``max_clients``.
         """
+        self._check_open("add_server() on")
         _check_stream_socket(sock, "add_server()")
         if not _is_listening(sock):
             raise ValueError(
@@ -391,7 +393,7 @@ class Poller:
 
         Calling it again does nothing; the Poller cannot be used afterwards.
         """
-        if self._wakeup.sock.fileno() < 0:
+        if self.closed:
             return
         try:
             self.close_all()
@@ -402,6 +404,15 @@ class Poller:
             self._selector.close()
             self._wakeup.sock.close()
             self._wake_w.close()
+
+    @property
+    def closed(self) -> bool:
+        """True once ``close()`` was called."""
+        return self._wakeup.sock.fileno() < 0
+
+    def _check_open(self, action: str) -> None:
+        if self.closed:
+            raise ValueError(f"{action} a closed Poller")
 
     def __enter__(self) -> "Poller":
         return self
@@ -435,6 +446,7 @@ class Poller:
         longer registered — and ``((addr, client_channel), server_sock)`` per
         accepted client.
         """
+        self._check_open("poll() on")
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             now = time.monotonic()

@@ -2,11 +2,19 @@
 
 ``TestChannel`` is a real channel with a real, pollable fd: one end of a
 ``socket.socketpair()`` (which works on Windows too, where pipes cannot be
-polled). The test holds the other end through ``put()`` and ``get()``.
+polled). The test holds the other end, and scripts what real networks do:
+
+- ``put(data, split_at=...)``: data arriving split across reads at chosen
+  points; ``put_eof()``: the peer ending its stream (half-close);
+  ``close_peer()``: the peer closing; ``reset_peer()``: the peer resetting.
+- ``throttle_writes(...)``: short writes and ``EAGAIN`` on the write side.
+- ``get()``: what the channel wrote.
 """
 
+import collections
+import errno
 import socket
-from typing import Optional
+from typing import Deque, Iterable, Optional
 
 from ._base import DEFAULT_HIGH_WATER, DEFAULT_LINGER, BytesLike, as_views
 from ._errors import EndpointClosedException
@@ -39,10 +47,16 @@ class TestChannel(SocketChannel):
         channel_end, test_end = socket.socketpair()
         test_end.setblocking(False)
         self._test_end: Optional[socket.socket] = test_end
-        self._to_channel = bytearray()
+        # Input not yet in the socket, in pieces: a piece is sent only once
+        # the channel has read everything before it.
+        self._pieces: Deque[bytearray] = collections.deque()
+        self._piece_waits = False
         self._from_channel = bytearray()
-        self._stream_ends = False  # put_eof() was called
+        self._stream_ends = False  # put_eof() or close_peer() was called
         self._eof_sent = False
+        self._close_peer = False
+        self._reset = False
+        self._write_limits: Deque[int] = collections.deque()
         try:
             super().__init__(channel_end, buffering=buffering, high_water=high_water, linger=linger)
         except BaseException:
@@ -50,27 +64,72 @@ class TestChannel(SocketChannel):
             test_end.close()
             raise
 
-    def put(self, data: BytesLike) -> None:
+    # -- the test's side: input ---------------------------------------------
+
+    def put(self, data: BytesLike, *, split_at: Iterable[int] = ()) -> None:
         """Make ``data`` readable by the channel.
 
-        Raises ``EndpointClosedException`` once the channel is closed.
+        ``split_at`` lists offsets in ``data`` where it must arrive in separate
+        reads: the part after an offset reaches the socket only once the
+        channel has read everything before it (so a framer sees a line cut
+        exactly there). Raises ``EndpointClosedException`` once the channel is
+        closed, ``ValueError`` after ``put_eof()`` or for a bad offset.
         """
         (view,) = as_views((data,))
         if self._test_end is None:
             raise EndpointClosedException(f"put() to {self!r}: the channel was closed")
         if self._stream_ends:
-            raise ValueError(f"put() to {self!r} after put_eof()")
-        self._to_channel += view
+            raise ValueError(f"put() to {self!r} after put_eof() or close_peer()")
+        offsets = sorted(set(split_at))
+        if offsets and not 0 < offsets[0] <= offsets[-1] < len(view):
+            raise ValueError(f"split_at offsets must lie inside the data (1..{len(view) - 1})")
+        bounds = [0, *offsets, len(view)]
+        parts = [bytearray(view[a:b]) for a, b in zip(bounds, bounds[1:])]
+        if self._pieces:
+            self._pieces[-1] += parts.pop(0)
+        self._pieces.extend(part for part in parts if part)
         self._push_input()
 
     def put_eof(self) -> None:
         """End the stream the channel reads, after everything already put.
 
         The channel then reads what was put, then reports the end of stream
-        (as when a peer closes its end). Its ``write()`` keeps working.
+        (as when a peer shuts down its writing side). Its ``write()`` keeps
+        working, and ``get()`` gets what it writes.
         """
         self._stream_ends = True
         self._push_input()
+
+    def close_peer(self) -> None:
+        """The peer closes: after what was put, the channel reads the end of
+        stream, and its writes fail (``EndpointClosedException``). What it
+        wrote before stays available to ``get()``."""
+        self._stream_ends = True
+        self._close_peer = True
+        self._push_input()
+
+    def reset_peer(self) -> None:
+        """The peer resets the connection: what was put but not read yet is
+        lost, and the channel's next read or write fails with
+        ``ECONNRESET`` (as ``EndpointClosedException``)."""
+        self._reset = True
+        self._pieces.clear()
+        self._stream_ends = True
+        self._pull_output()
+        if self._test_end is not None:
+            self._test_end.close()  # makes the channel's fd readable
+            self._test_end = None
+
+    # -- the test's side: output --------------------------------------------
+
+    def throttle_writes(self, *limits: int) -> None:
+        """Script the next sends: each takes at most ``limit`` bytes, and a
+        limit of 0 fails with ``EAGAIN`` (``BlockingIOError``) as a full socket
+        does. Once the script is used up, sends go through normally."""
+        for limit in limits:
+            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+                raise ValueError(f"throttle_writes() takes byte counts >= 0, not {limit!r}")
+        self._write_limits.extend(limits)
 
     def get(self) -> bytes:
         """Return what the channel wrote since the last call (``b''`` if nothing).
@@ -82,39 +141,71 @@ class TestChannel(SocketChannel):
         self._from_channel.clear()
         return data
 
+    # -- plumbing -----------------------------------------------------------
+
     def _push_input(self) -> None:
-        pending = self._to_channel
+        pieces = self._pieces
         test_end = self._test_end
         if test_end is None:
             return
-        while pending:
+        while pieces and not self._piece_waits:
+            head = pieces[0]
             try:
-                sent = test_end.send(pending)
+                sent = test_end.send(head)
             except BlockingIOError:
                 return
-            del pending[:sent]
-        if self._stream_ends and not self._eof_sent:
+            del head[:sent]
+            if head:
+                continue
+            pieces.popleft()
+            self._piece_waits = bool(pieces)  # the next piece: after a read
+        if not pieces and self._stream_ends and not self._eof_sent:
             self._eof_sent = True
-            test_end.shutdown(socket.SHUT_WR)
+            if self._close_peer:
+                self._pull_output()
+                test_end.close()
+                self._test_end = None
+            else:
+                test_end.shutdown(socket.SHUT_WR)
 
     def _pull_output(self) -> None:
         """Receive what the channel wrote, letting its queue drain into the socket."""
-        test_end = self._test_end
-        while test_end is not None:
+        while self._test_end is not None:
             try:
-                data = test_end.recv(65536)
+                data = self._test_end.recv(65536)
             except BlockingIOError:
-                if not self._queue or self._write_failure is not None:
+                queued = self._queued
+                if not queued or self._write_failure is not None:
                     return
                 self._push_or_fail("delivery to the test of")
+                if self._queued == queued and not self._write_limits:
+                    return  # no progress (cannot happen on a socketpair; be safe)
                 continue
             if not data:
                 return
             self._from_channel += data
 
     def _read(self) -> bytes:
+        if self._reset:
+            raise EndpointClosedException("reading failed: the peer reset the connection") from (
+                ConnectionResetError(errno.ECONNRESET, "Connection reset by peer")
+            )
         self._push_input()
-        return super()._read()
+        data = super()._read()
+        if not data and self._piece_waits:
+            self._piece_waits = False  # the channel read all before the split
+            self._push_input()
+        return data
+
+    def _send(self, queue: Deque[memoryview]) -> int:
+        if self._reset:
+            raise ConnectionResetError(errno.ECONNRESET, "Connection reset by peer")
+        if self._write_limits:
+            limit = self._write_limits.popleft()
+            if not limit:
+                raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable (scripted)")
+            return self._sock.send(queue[0][:limit])
+        return super()._send(queue)
 
     def close(self) -> None:
         """Close the channel; what it wrote stays available to ``get()``."""
@@ -130,4 +221,4 @@ class TestChannel(SocketChannel):
             if self._test_end is not None:
                 self._test_end.close()
                 self._test_end = None
-            self._to_channel.clear()
+            self._pieces.clear()

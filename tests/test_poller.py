@@ -453,11 +453,7 @@ def test_add_server_makes_the_socket_non_blocking(
     assert len(watched_fds(poller)) == 1
 
 
-def test_a_bad_channel_fd_closed_behind_its_back_is_reported(
-    poller: Poller, selector_cls: Type[selectors.BaseSelector]
-) -> None:
-    if selector_cls.__name__ in ("EpollSelector", "KqueueSelector", "DevpollSelector"):
-        pytest.skip("the kernel forgets a closed fd silently: the hardening issue covers it")
+def test_a_bad_channel_fd_closed_behind_its_back_is_reported(poller: Poller) -> None:
     r, w = os.pipe()
     channel = PipeChannel(r)
     poller.register(channel)
@@ -638,13 +634,8 @@ def test_a_new_channel_on_the_fd_of_a_server_closed_behind_our_back(
 
 
 def test_a_server_fd_closed_behind_our_back_is_dropped(
-    poller: Poller,
-    selector_cls: Type[selectors.BaseSelector],
-    tcp_server: socket.socket,
-    caplog: pytest.LogCaptureFixture,
+    poller: Poller, tcp_server: socket.socket, caplog: pytest.LogCaptureFixture
 ) -> None:
-    if selector_cls.__name__ in ("EpollSelector", "KqueueSelector", "DevpollSelector"):
-        pytest.skip("the kernel forgets a closed fd silently: the hardening issue covers it")
     poller.add_server(tcp_server)
     channel = TestChannel()
     poller.register(channel)

@@ -1,0 +1,167 @@
+"""fds that go bad under the Poller, signals, and wakeup()."""
+
+import contextlib
+import os
+import signal
+import socket
+import threading
+import time
+from typing import List, Optional
+
+import pytest
+
+from channels import PipeChannel, Poller, SocketChannel
+from channels.testing import TestChannel
+
+from ..conftest import DEADLINE, poll_until, watched_fds
+
+pytestmark = pytest.mark.fault
+
+
+def test_an_fd_closed_under_the_poller_is_reported_once(poller: Poller) -> None:
+    r, w = os.pipe()
+    channel = PipeChannel(r, buffering="line")
+    other = TestChannel()
+    poller.register(channel)
+    poller.register(other)
+    os.write(w, b"read before\npartial")
+    assert poll_until(poller, lambda res: len(res) >= 1) == [(b"read before\n", channel)]
+    os.close(r)  # behind the channel's back; epoll forgets it silently
+    results = poll_until(poller, lambda res: (b"", channel) in res)
+    assert results == [(b"partial", channel), (b"", channel)]
+    assert r not in watched_fds(poller)
+    other.put(b"unaffected")
+    assert poll_until(poller, lambda res: len(res) >= 1) == [(b"unaffected", other)]
+    assert poller.poll(0.3) == []  # not reported again
+    os.close(w)
+
+
+def test_an_fd_number_reused_by_another_file_is_never_read_again(poller: Poller) -> None:
+    mine, theirs = socket.socketpair()
+    channel = SocketChannel(mine)
+    fd = channel.get_fd()
+    poller.register(channel)
+    os.close(fd)  # behind its back ...
+    mine.detach()  # (so that the socket object does not close the new file later)
+    r, w = os.pipe()  # ... and the number goes to an unrelated pipe
+    if r != fd:
+        os.dup2(r, fd)
+        os.close(r)
+    os.write(w, b"not the channel's data")
+    results = poll_until(poller, lambda res: (b"", channel) in res)
+    assert results == [(b"", channel)]
+    assert os.read(fd, 100) == b"not the channel's data"  # nothing was stolen
+    channel.close()
+    os.close(fd)
+    os.close(w)
+    theirs.close()
+
+
+def test_poll_never_raises_for_a_channel_whose_read_fails(
+    poller: Poller, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Broken(TestChannel):
+        def read(self) -> bytes:
+            raise OSError(5, "Input/output error")
+
+    broken, fine = Broken(), TestChannel()
+    poller.register(broken)
+    poller.register(fine)
+    broken.put(b"x")
+    fine.put(b"y")
+    results = poll_until(poller, lambda res: len(res) >= 2)
+    assert sorted(results, key=lambda r: r[0]) == [(b"", broken), (b"y", fine)]
+    assert "read() of <Broken" in caplog.text
+    broken.close()
+
+
+class Interrupted(BaseException):
+    """Raised the way KeyboardInterrupt is: not an Exception."""
+
+
+def test_a_signal_handler_raising_during_a_blocking_poll(poller: Poller) -> None:
+    def handler(signum: int, frame: Optional[object]) -> None:
+        raise Interrupted()
+
+    channel = TestChannel()
+    poller.register(channel)
+    previous = signal.signal(signal.SIGALRM, handler)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        with pytest.raises(Interrupted):
+            poller.poll(DEADLINE)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    channel.put(b"after")
+    assert poll_until(poller, lambda r: len(r) >= 1) == [(b"after", channel)]
+
+
+def test_what_was_read_before_an_exception_is_returned_by_the_next_poll(poller: Poller) -> None:
+    raising = [True]
+
+    class Interrupting(TestChannel):
+        def read(self) -> bytes:
+            if raising[0]:
+                raising[0] = False
+                raise Interrupted()  # as a signal handler would, mid-poll
+            return super().read()
+
+    channels = [TestChannel(buffering="line") for _ in range(3)]
+    interrupting = Interrupting()
+    for channel in channels:
+        poller.register(channel)
+    poller.register(interrupting)
+    for index, channel in enumerate(channels):
+        channel.put(b"line %d\n" % index)
+    interrupting.put(b"mine")
+    got: List[object] = []
+    deadline = time.monotonic() + DEADLINE
+    while len(got) < 4:
+        assert time.monotonic() < deadline
+        with contextlib.suppress(Interrupted):
+            got += poller.poll(0.1)
+    assert sorted(got, key=lambda r: r[0]) == sorted(  # type: ignore[index]
+        [(b"line %d\n" % i, channels[i]) for i in range(3)] + [(b"mine", interrupting)],
+        key=lambda r: r[0],
+    )
+
+
+def test_wakeup_from_another_thread_ends_a_blocking_poll(poller: Poller) -> None:
+    channel = TestChannel()
+    poller.register(channel)
+    waker = threading.Timer(0.1, poller.wakeup)
+    start = time.monotonic()
+    waker.start()
+    assert poller.poll(None) == []
+    assert time.monotonic() - start < DEADLINE
+    waker.join()
+    channel.put(b"then data")
+    assert poll_until(poller, lambda r: len(r) >= 1) == [(b"then data", channel)]
+
+
+def test_wakeup_from_a_signal_handler_ends_a_blocking_poll(poller: Poller) -> None:
+    previous = signal.signal(signal.SIGALRM, lambda signum, frame: poller.wakeup())
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        start = time.monotonic()
+        assert poller.poll(DEADLINE) == []
+        assert time.monotonic() - start < DEADLINE / 2
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_wakeup_before_poll_makes_the_next_poll_return_at_once(poller: Poller) -> None:
+    for _ in range(100_000):  # far more than the socket holds: never blocks
+        poller.wakeup()
+    start = time.monotonic()
+    assert poller.poll(DEADLINE) == []
+    assert time.monotonic() - start < DEADLINE / 2
+    assert poller.poll(0.05) == []  # all wakeups were consumed at once
+
+
+def test_wakeup_after_close_does_nothing(selector_cls: type) -> None:
+    poller = Poller(selector=selector_cls)
+    poller.close()
+    poller.wakeup()
