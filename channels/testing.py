@@ -76,10 +76,10 @@ class TestChannel(SocketChannel):
         closed, ``ValueError`` after ``put_eof()`` or for a bad offset.
         """
         (view,) = as_views((data,))
+        if self._stream_ends:
+            raise ValueError(f"put() to {self!r} after put_eof(), close_peer() or reset_peer()")
         if self._test_end is None:
             raise EndpointClosedException(f"put() to {self!r}: the channel was closed")
-        if self._stream_ends:
-            raise ValueError(f"put() to {self!r} after put_eof() or close_peer()")
         offsets = sorted(set(split_at))
         if offsets and not 0 < offsets[0] <= offsets[-1] < len(view):
             raise ValueError(f"split_at offsets must lie inside the data (1..{len(view) - 1})")
