@@ -8,11 +8,20 @@ import textwrap
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
-def quickstart_block() -> str:
+def block_after(marker: str) -> str:
+    """The literal block (``::``) that follows the README line ending with marker."""
     readme = (ROOT / "README.rst").read_text()
-    start = readme.index("it runs as pasted::\n\n") + len("it runs as pasted::\n\n")
-    end = readme.index("\nDevelopment\n")
-    return textwrap.dedent(readme[start:end]).strip() + "\n"
+    start = readme.index(marker + "::\n\n") + len(marker + "::\n\n")
+    lines = []
+    for line in readme[start:].splitlines():
+        if line and not line.startswith("    "):
+            break
+        lines.append(line)
+    return textwrap.dedent("\n".join(lines)).strip() + "\n"
+
+
+def quickstart_block() -> str:
+    return block_after("it runs as pasted")
 
 
 def test_readme_quick_start_is_the_example_file() -> None:
@@ -31,3 +40,9 @@ def test_quick_start_runs_and_prints_the_replies() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["accepted a client", "[b'HELLO\\n', b'WORLD\\n']"]
+
+
+def test_testing_your_application_example_runs() -> None:
+    code = block_after("``EAGAIN``, resets")
+    assert "reset_peer()" in code
+    exec(compile(code, "README.rst", "exec"), {})

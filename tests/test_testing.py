@@ -106,23 +106,3 @@ def test_read_after_reset_raises_with_the_reset_as_cause() -> None:
         channel.read()
     assert isinstance(info.value.__cause__, ConnectionResetError)
     channel.close()
-
-
-def test_readme_fault_injection_example() -> None:
-    """The example of the README's "Testing your application" section."""
-    from channels import LineBuffering  # noqa: PLC0415
-
-    channel = TestChannel(buffering=LineBuffering())
-    channel.put(b'{"op": "ping"}\n{"op": "pi', split_at=[16])  # a line cut mid-way
-    assert channel.read() == b'{"op": "ping"}\n'
-    assert channel.read() == b""  # the rest has not arrived yet
-    channel.put(b'ng"}\n')
-    assert channel.read() == b'{"op": "ping"}\n'
-    channel.throttle_writes(4, 0)  # a short write, then EAGAIN
-    channel.write(b'{"op": "pong"}\n')
-    assert channel.write_buffer_size == 11  # queued, not lost
-    assert channel.get() == b'{"op": "pong"}\n'
-    channel.reset_peer()
-    with pytest.raises(EndpointClosedException):
-        channel.read()
-    channel.close()

@@ -24,6 +24,10 @@ def misuse(sock: socket.socket) -> None:
     poller.poll("1")  # type: ignore[arg-type]
     Poller(buffering=3)  # type: ignore[arg-type]
     Poller("line")  # type: ignore[misc]
+    Poller(read_budget="256K")  # type: ignore[arg-type]
+    poller.add_server(sock, max_clients="10")  # type: ignore[arg-type]
+    LineBuffering(max_length="1M")  # type: ignore[arg-type]
+    TestChannel().put(b"x", split_at=3)  # type: ignore[arg-type]
 
     PipeChannel("0")  # type: ignore[arg-type]
     SocketChannel(3)  # type: ignore[arg-type]

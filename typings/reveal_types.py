@@ -76,3 +76,14 @@ def reveal_writes(sock: socket.socket) -> None:
         assert_type(full.high_water, int)
     except EndpointClosedException as gone:
         assert_type(gone.undelivered, int)
+
+
+def reveal_context_managers() -> None:
+    with channels.poller.Poller() as poller:
+        assert_type(poller, channels.poller.Poller)
+        assert_type(poller.wakeup(), None)
+        assert_type(poller.closed, bool)
+        assert_type(poller.read_budget, int)
+    with channels.testing.TestChannel() as test:
+        assert_type(test, channels.testing.TestChannel)
+    assert_type(LineBuffering(max_length=None).max_length, Optional[int])
