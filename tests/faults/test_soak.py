@@ -26,7 +26,7 @@ SOAK_SECONDS = float(os.environ.get("CHANNELS_SOAK_SECONDS", "20")) / len(SELECT
 
 CLIENTS_SCRIPT = r"""
 import json, random, socket, struct, sys, time, zlib
-port, seconds = int(sys.argv[1]), float(sys.argv[2])
+port, seconds, report = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
 rng = random.Random(7)
 summary = {}
 live = []
@@ -61,7 +61,8 @@ while time.monotonic() < deadline:
         summary[number]["reset"] = True
 for number, sock, seq in live:
     sock.close()
-print(json.dumps(summary))
+with open(report, "w") as out:  # a file: a pipe could fill up and block us
+    json.dump(summary, out)
 """
 
 
@@ -81,17 +82,23 @@ def check_line(frame: bytes) -> Tuple[int, int]:
 @pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="reads RSS from /proc")
 @pytest.mark.timeout(SOAK_SECONDS + 60)
 def test_churn_soak_accounts_for_every_line_with_bounded_memory(
-    make_poller: Callable[..., Poller],
+    make_poller: Callable[..., Poller], short_tmp: str
 ) -> None:
     poller = make_poller(buffering="line")
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(64)
     poller.add_server(server)
+    report = os.path.join(short_tmp, "summary.json")
     clients = subprocess.Popen(
-        [sys.executable, "-c", CLIENTS_SCRIPT, str(server.getsockname()[1]), str(SOAK_SECONDS)],
-        stdout=subprocess.PIPE,
-        text=True,
+        [
+            sys.executable,
+            "-c",
+            CLIENTS_SCRIPT,
+            str(server.getsockname()[1]),
+            str(SOAK_SECONDS),
+            report,
+        ]
     )
     received: Dict[int, List[int]] = {}
     open_channels: List[SocketChannel] = []
@@ -99,23 +106,29 @@ def test_churn_soak_accounts_for_every_line_with_bounded_memory(
     started = time.monotonic()
     deadline = started + SOAK_SECONDS + 30
     next_sample = started + 1
-    while clients.poll() is None or open_channels:
-        assert time.monotonic() < deadline, "the soak did not finish"
-        for data, source in poller.poll(0.1):
-            if not isinstance(data, bytes):
-                open_channels.append(data[1])
-            elif not data:
-                assert isinstance(source, SocketChannel)
-                source.close()
-                open_channels.remove(source)
-            elif data.endswith(b"\n"):  # (a tail without one was cut off by a reset)
-                number, seq = check_line(data)
-                received.setdefault(number, []).append(seq)
-        if time.monotonic() >= next_sample:
-            samples.append(rss_bytes())
-            next_sample += 1
-    out, _ = clients.communicate(timeout=10)
+    try:
+        while clients.poll() is None or open_channels:
+            assert time.monotonic() < deadline, "the soak did not finish"
+            for data, source in poller.poll(0.1):
+                if not isinstance(data, bytes):
+                    open_channels.append(data[1])
+                elif not data:
+                    assert isinstance(source, SocketChannel)
+                    source.close()
+                    open_channels.remove(source)
+                elif data.endswith(b"\n"):  # (a tail without one was cut off by a reset)
+                    number, seq = check_line(data)
+                    received.setdefault(number, []).append(seq)
+            if time.monotonic() >= next_sample:
+                samples.append(rss_bytes())
+                next_sample += 1
+    finally:
+        if clients.poll() is None:
+            clients.kill()
+        clients.wait(10)
     assert clients.returncode == 0
+    with open(report) as summary_file:
+        out = summary_file.read()
     summary = {int(k): v for k, v in json.loads(out).items()}
     assert summary, "no client connected"
     for number, sent in summary.items():
