@@ -21,6 +21,7 @@ import collections
 import contextlib
 import logging
 import select
+import sys
 import time
 from typing import (
     Callable,
@@ -84,18 +85,23 @@ class ChannelLike(Protocol):
     @property
     def buffering(self) -> str:
         """``'line'`` for line-framed channels, ``'bytes'`` otherwise."""
+        ...
 
     def read(self) -> bytes:
         """Return the next frame without blocking (``b''`` when none)."""
+        ...
 
     def write(self, *chunks: bytes) -> None:
         """Write the chunks in order, as one stream."""
+        ...
 
     def close(self) -> None:
         """Close the channel; calling it again does nothing."""
+        ...
 
     def get_fd(self) -> int:
         """Return the fd to poll for reading."""
+        ...
 
 
 @runtime_checkable
@@ -110,9 +116,11 @@ class CloseNotifier(Protocol):
 
     def add_close_callback(self, callback: Callable[[], None]) -> None:
         """Call ``callback()`` once when the channel is closed."""
+        ...
 
     def remove_close_callback(self, callback: Callable[[], None]) -> None:
         """Forget ``callback``; does nothing if it was not added."""
+        ...
 
 
 @runtime_checkable
@@ -127,21 +135,25 @@ class QueuedWriter(Protocol):
     @property
     def write_buffer_size(self) -> int:
         """Bytes written but not yet taken by the OS."""
+        ...
 
     def flush(self, timeout: Optional[float] = None) -> bool:
         """Deliver queued output; True once all of it was taken by the OS."""
+        ...
 
     def add_output_callback(self, callback: Callable[[bool], None]) -> None:
         """Call ``callback(True)`` when output gets queued, ``callback(False)``
         when the queue is empty again."""
+        ...
 
     def remove_output_callback(self, callback: Callable[[bool], None]) -> None:
         """Forget ``callback``; does nothing if it was not added."""
+        ...
 
 
 def as_views(chunks: Iterable[object]) -> List[memoryview]:
     """Check every chunk before anything is written, so a bad one writes nothing."""
-    views = []
+    views: List[memoryview] = []
     for chunk in chunks:
         if isinstance(chunk, str):
             raise TypeError("write() takes bytes-like chunks, not str (encode it first)")
@@ -156,7 +168,7 @@ def as_views(chunks: Iterable[object]) -> List[memoryview]:
 def wait_writable(fd: int, timeout: Optional[float]) -> None:
     """Wait until ``fd`` can take more data (or failed, which the next send
     reports), at most ``timeout`` seconds (``None``: no limit)."""
-    if hasattr(select, "poll"):
+    if sys.platform != "win32":
         poller = select.poll()
         poller.register(fd, select.POLLOUT)
         poller.poll(None if timeout is None else max(0, int(timeout * 1000) + 1))

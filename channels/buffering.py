@@ -44,12 +44,15 @@ class Framer(Protocol):
 
     def feed(self, data: bytes) -> None:
         """Append ``data`` (never empty) to the buffered stream."""
+        ...
 
     def feed_eof(self) -> None:
         """Mark the end of the stream: nothing more will be fed."""
+        ...
 
     def next_frame(self) -> Optional[bytes]:
         """Remove and return the next complete frame, or None if there is none."""
+        ...
 
 
 @runtime_checkable
@@ -63,9 +66,11 @@ class Buffering(Protocol):
     @property
     def name(self) -> str:
         """The strategy's name, reported as the channel's ``buffering``."""
+        ...
 
     def new_framer(self) -> Framer:
         """Return fresh framing state for one channel."""
+        ...
 
 
 DEFAULT_MAX_LINE_LENGTH = 1024 * 1024

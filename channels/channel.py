@@ -11,6 +11,7 @@ import itertools
 import logging
 import os
 import socket
+import sys
 from typing import Deque, Optional
 
 from ._base import (
@@ -85,6 +86,12 @@ class PipeChannel(Channel):
     ) -> None:
         if faucet is None and sink is None:
             raise ValueError("PipeChannel needs a faucet fd, a sink fd, or both; got neither")
+        if faucet is not None and sys.platform == "win32":
+            raise NotImplementedError(
+                "PipeChannel cannot read on Windows: select() there only takes sockets."
+                " Use a SocketChannel (over socket.socketpair() for an in-process pipe);"
+                " a write-only PipeChannel(sink=fd) works."
+            )
         if faucet is not None:
             _check_fd(faucet, "faucet")
         if sink is not None:
@@ -95,10 +102,14 @@ class PipeChannel(Channel):
         self._faucet = -1 if faucet is None else faucet
         self._sink = -1 if sink is None else sink
         self._faucet_was_blocking = False
-        if faucet is not None:
-            self._faucet_was_blocking = os.get_blocking(faucet)
-            os.set_blocking(faucet, False)
-        self._sink_blocking = sink is not None and os.get_blocking(sink)
+        if sys.platform == "win32":
+            # A sink there is always blocking: os.write() takes all of it.
+            self._sink_blocking = True
+        else:
+            if faucet is not None:
+                self._faucet_was_blocking = os.get_blocking(faucet)
+                os.set_blocking(faucet, False)
+            self._sink_blocking = sink is not None and os.get_blocking(sink)
 
     def _read(self) -> bytes:
         if not self._can_read:
@@ -108,9 +119,9 @@ class PipeChannel(Channel):
         return receive(lambda size: os.read(self._faucet, size), "the writer closed the pipe")
 
     def _send(self, queue: Deque[memoryview]) -> int:
-        if len(queue) == 1 or not hasattr(os, "writev"):
-            return os.write(self._sink, queue[0])
-        return os.writev(self._sink, list(itertools.islice(queue, IOV_BATCH)))
+        if sys.platform != "win32" and len(queue) > 1:
+            return os.writev(self._sink, list(itertools.islice(queue, IOV_BATCH)))
+        return os.write(self._sink, queue[0])
 
     def _write_fd(self) -> int:
         if not self._can_write:
@@ -130,7 +141,7 @@ class PipeChannel(Channel):
             faucet, sink = self._faucet, self._sink
             self._faucet = self._sink = -1
             if faucet >= 0:
-                if self._faucet_was_blocking:
+                if self._faucet_was_blocking and sys.platform != "win32":
                     # A bad fd is reported by _close_fd just below.
                     with contextlib.suppress(OSError):
                         os.set_blocking(faucet, True)
@@ -159,7 +170,7 @@ class PipeChannel(Channel):
         return f"<PipeChannel {where} buffering={self._buffering!r}>"
 
 
-def _check_stream_socket(sock: object, user: str) -> socket.socket:
+def check_stream_socket(sock: object, user: str) -> socket.socket:
     if not isinstance(sock, socket.socket):
         raise TypeError(f"{user} takes a socket.socket, not {type(sock).__name__}")
     if sock.fileno() < 0:
@@ -169,7 +180,7 @@ def _check_stream_socket(sock: object, user: str) -> socket.socket:
     return sock
 
 
-def _is_listening(sock: socket.socket) -> bool:
+def is_listening(sock: socket.socket) -> bool:
     option = getattr(socket, "SO_ACCEPTCONN", None)
     if option is None:  # pragma: no cover - platforms without SO_ACCEPTCONN
         return False
@@ -206,8 +217,8 @@ class SocketChannel(Channel):
         high_water: int = DEFAULT_HIGH_WATER,
         linger: float = DEFAULT_LINGER,
     ) -> None:
-        _check_stream_socket(sock, "SocketChannel")
-        if _is_listening(sock):
+        check_stream_socket(sock, "SocketChannel")
+        if is_listening(sock):
             raise ValueError(
                 "SocketChannel takes a connected socket; this one is listening"
                 " (pass it to Poller.add_server)"
@@ -228,9 +239,9 @@ class SocketChannel(Channel):
         return receive(self._sock.recv, "the peer closed the connection")
 
     def _send(self, queue: Deque[memoryview]) -> int:
-        if len(queue) == 1 or not hasattr(self._sock, "sendmsg"):
-            return self._sock.send(queue[0])
-        return self._sock.sendmsg(itertools.islice(queue, IOV_BATCH))
+        if sys.platform != "win32" and len(queue) > 1:
+            return self._sock.sendmsg(itertools.islice(queue, IOV_BATCH))
+        return self._sock.send(queue[0])
 
     def _write_fd(self) -> int:
         return self._sock.fileno()

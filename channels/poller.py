@@ -39,8 +39,9 @@ import os
 import select
 import selectors
 import socket
+import sys
 import time
-from typing import Callable, Dict, List, Optional, Tuple, Union
+from typing import Callable, Dict, List, Optional, Set, Tuple, Union
 
 from ._errors import EndpointClosedException, LineTooLong
 from .buffering import BufferingArg, as_buffering
@@ -49,8 +50,8 @@ from .channel import (
     CloseNotifier,
     QueuedWriter,
     SocketChannel,
-    _check_stream_socket,
-    _is_listening,
+    check_stream_socket,
+    is_listening,
 )
 
 __all__ = [
@@ -124,6 +125,10 @@ _ACCEPT_DEAD_SERVER_ERRNOS = frozenset({errno.EBADF, errno.EINVAL, errno.ENOTSOC
 # closed (and logged) rather than raised, so one bad channel cannot stop a server.
 _BAD_CHANNEL_ERRORS = (OSError, ValueError, KeyError)
 
+# select() takes at most 512 sockets on Windows, and fds below FD_SETSIZE
+# (1024) elsewhere; past that it fails obscurely, so registering says so.
+SELECT_LIMIT = 512 if sys.platform == "win32" else 1024
+
 _CHECK_INTERVAL = 0.25
 _CHECK_SLICE = 256
 
@@ -132,13 +137,14 @@ _Identity = Optional[Tuple[int, int]]
 
 def _identity(fd: int) -> _Identity:
     """What the fd refers to (device, inode), to notice it was closed or reused."""
-    if os.name != "posix":
+    if sys.platform == "win32":
         return None  # Windows sockets are not fds to os.fstat
-    try:
-        stat = os.fstat(fd)
-    except OSError:
-        return None
-    return (stat.st_dev, stat.st_ino)
+    else:  # (an else: for mypy --platform win32)
+        try:
+            stat = os.fstat(fd)
+        except OSError:
+            return None
+        return (stat.st_dev, stat.st_ino)
 
 
 class _Watched:
@@ -306,6 +312,7 @@ class Poller:
                 return known
             self._forget(known)
         self._evict_stale(fd)
+        self._check_select_limit(fd, channel)
         watched = _Watched(channel, fd)
         try:
             self._selector.register(fd, selectors.EVENT_READ, watched)
@@ -321,6 +328,22 @@ class Poller:
             if channel.write_buffer_size:
                 self._output_changed(watched, True)
         return watched
+
+    def _check_select_limit(self, fd: int, what: object) -> None:
+        if not isinstance(self._selector, selectors.SelectSelector):
+            return
+        if sys.platform == "win32":
+            if len(self._selector.get_map()) >= SELECT_LIMIT:
+                raise ValueError(
+                    f"cannot register {what!r}: select() on Windows handles at most"
+                    f" {SELECT_LIMIT} sockets, and this Poller has that many"
+                    " (its wakeup socket included); spread the clients over more Pollers"
+                )
+        elif fd >= SELECT_LIMIT:
+            raise ValueError(
+                f"cannot register {what!r}: select() takes fds below {SELECT_LIMIT}"
+                f" (FD_SETSIZE), not {fd}; use the default selector or PollSelector"
+            )
 
     def unregister(self, channel: ChannelLike) -> None:
         """Stop watching ``channel``; does nothing if it is not registered."""
@@ -341,8 +364,8 @@ class Poller:
         but an open, listening stream socket, or a bad ``max_clients``.
         """
         self._check_open("add_server() on")
-        _check_stream_socket(sock, "add_server()")
-        if not _is_listening(sock):
+        check_stream_socket(sock, "add_server()")
+        if not is_listening(sock):
             raise ValueError(
                 "add_server() takes a listening socket; call sock.listen() first"
                 " (a connected socket goes in a SocketChannel)"
@@ -353,9 +376,10 @@ class Poller:
             raise ValueError(f"max_clients must be a positive int or None, not {max_clients!r}")
         if id(sock) in self._servers:
             return
-        sock.setblocking(False)
         server = _Server(sock, max_clients)
         self._evict_stale(server.fd)
+        self._check_select_limit(server.fd, sock)
+        sock.setblocking(False)
         self._selector.register(server.fd, selectors.EVENT_READ, server)
         self._servers[id(sock)] = server
 
@@ -465,7 +489,7 @@ class Poller:
         for server in self._servers.values():
             if server.resume_at > now:  # wake up to watch it again
                 wait = server.resume_at - now if wait is None else min(wait, server.resume_at - now)
-        if os.name == "posix" and self._channels:
+        if sys.platform != "win32" and self._channels:
             until_check = max(0.0, self._next_check - now)
             wait = until_check if wait is None else min(wait, until_check)
         return wait
@@ -476,7 +500,7 @@ class Poller:
             if server.resume_at and now >= server.resume_at:
                 server.resume_at = 0.0
                 self._update_server(server)
-        if now >= self._next_check:
+        if sys.platform != "win32" and now >= self._next_check:
             self._next_check = now + _CHECK_INTERVAL
             self._check_fds()
         try:
@@ -484,7 +508,7 @@ class Poller:
         except (OSError, ValueError) as exc:
             self._find_bad_fds(exc)
             ready = []
-        read_already = set()
+        read_already: Set[int] = set()
         for watched in list(self._unfinished.values()):
             read_already.add(id(watched))
             self._read(watched)
@@ -746,8 +770,6 @@ class Poller:
 
     def _check_fds(self) -> None:
         """Check a slice of the fds against what they referred to when registered."""
-        if os.name != "posix":
-            return
         records: List[Union[_Watched, _Server]] = [
             *self._channels.values(),
             *self._servers.values(),
@@ -791,14 +813,11 @@ class Poller:
 
 
 def _fd_is_open(fd: int) -> bool:
-    if os.name == "posix":
-        try:
+    try:
+        if sys.platform == "win32":  # Windows sockets are not fds to os.fstat
+            select.select([fd], [], [], 0)
+        else:
             os.fstat(fd)
-        except OSError:
-            return False
-        return True
-    try:  # Windows sockets are not fds to os.fstat
-        select.select([fd], [], [], 0)
     except (OSError, ValueError):
         return False
     return True
