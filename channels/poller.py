@@ -125,9 +125,11 @@ _ACCEPT_DEAD_SERVER_ERRNOS = frozenset({errno.EBADF, errno.EINVAL, errno.ENOTSOC
 # closed (and logged) rather than raised, so one bad channel cannot stop a server.
 _BAD_CHANNEL_ERRORS = (OSError, ValueError, KeyError)
 
-# select() takes at most 512 sockets on Windows, and fds below FD_SETSIZE
-# (1024) elsewhere; past that it fails obscurely, so registering says so.
-SELECT_LIMIT = 512 if sys.platform == "win32" else 1024
+# select() takes at most 512 sockets on Windows (CPython's FD_SETSIZE there),
+# and fds below FD_SETSIZE (1024) elsewhere; past that it fails obscurely, so
+# registering says so.
+WINDOWS_SELECT_LIMIT = 512
+POSIX_SELECT_LIMIT = 1024
 
 _CHECK_INTERVAL = 0.25
 _CHECK_SLICE = 256
@@ -333,15 +335,15 @@ class Poller:
         if not isinstance(self._selector, selectors.SelectSelector):
             return
         if sys.platform == "win32":
-            if len(self._selector.get_map()) >= SELECT_LIMIT:
+            if len(self._selector.get_map()) >= WINDOWS_SELECT_LIMIT:
                 raise ValueError(
                     f"cannot register {what!r}: select() on Windows handles at most"
-                    f" {SELECT_LIMIT} sockets, and this Poller has that many"
+                    f" {WINDOWS_SELECT_LIMIT} sockets, and this Poller has that many"
                     " (its wakeup socket included); spread the clients over more Pollers"
                 )
-        elif fd >= SELECT_LIMIT:
+        elif fd >= POSIX_SELECT_LIMIT:
             raise ValueError(
-                f"cannot register {what!r}: select() takes fds below {SELECT_LIMIT}"
+                f"cannot register {what!r}: select() takes fds below {POSIX_SELECT_LIMIT}"
                 f" (FD_SETSIZE), not {fd}; use the default selector or PollSelector"
             )
 

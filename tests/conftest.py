@@ -10,6 +10,7 @@ import select
 import selectors
 import shutil
 import socket
+import sys
 import tempfile
 import time
 from typing import Callable, Iterator, List, Tuple, Type
@@ -21,6 +22,9 @@ from channels.buffering import BufferingArg
 from channels.testing import TestChannel
 
 DEADLINE = 5.0
+
+WINDOWS = sys.platform == "win32"
+posix_only = pytest.mark.skipif(WINDOWS, reason="POSIX only: pipes, Unix sockets, signals or fds")
 
 
 def _selector_classes() -> List[Type[selectors.BaseSelector]]:
@@ -238,7 +242,13 @@ def make_test_channel(
     return channel, Peer(channel.put, channel.get, channel.put_eof, test_end.fileno())
 
 
-MAKERS = ["pipe", "socketpair", "tcp", "unix", "testchannel"]
+MAKERS = [
+    pytest.param("pipe", marks=posix_only),
+    "socketpair",
+    "tcp",
+    pytest.param("unix", marks=posix_only),
+    "testchannel",
+]
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from channels import (
 )
 from channels.testing import TestChannel
 
-from .conftest import DEADLINE, Maker, read_until
+from .conftest import DEADLINE, Maker, posix_only, read_until
 
 # -- every channel ----------------------------------------------------------
 
@@ -110,6 +110,7 @@ def test_read_after_close_raises_when_nothing_is_buffered(make_channel: Maker) -
         channel.read()
 
 
+@posix_only
 def test_close_releases_the_fd(make_channel: Maker) -> None:
     channel, _ = make_channel()
     fd = channel.get_fd()
@@ -244,6 +245,7 @@ def pipe() -> "List[int]":
             os.close(fd)
 
 
+@posix_only
 def test_pipe_faucet_is_made_non_blocking_and_is_the_polled_fd(pipe: List[int]) -> None:
     r, _ = pipe
     channel = PipeChannel(r)
@@ -253,6 +255,7 @@ def test_pipe_faucet_is_made_non_blocking_and_is_the_polled_fd(pipe: List[int]) 
     channel.close()
 
 
+@posix_only
 def test_pipe_close_restores_the_faucet_blocking_mode(pipe: List[int]) -> None:
     r, _ = pipe
     shared = os.dup(r)  # shares the open file description, and so its O_NONBLOCK
@@ -264,6 +267,7 @@ def test_pipe_close_restores_the_faucet_blocking_mode(pipe: List[int]) -> None:
     assert os.get_blocking(shared)
 
 
+@posix_only
 def test_pipe_sink_keeps_its_blocking_mode(pipe: List[int]) -> None:
     r, w = pipe
     channel = PipeChannel(sink=w)
@@ -274,6 +278,7 @@ def test_pipe_sink_keeps_its_blocking_mode(pipe: List[int]) -> None:
     channel.close()
 
 
+@posix_only
 def test_pipe_write_only_cannot_be_polled_or_read(pipe: List[int]) -> None:
     _, w = pipe
     channel = PipeChannel(sink=w)
@@ -287,6 +292,7 @@ def test_pipe_write_only_cannot_be_polled_or_read(pipe: List[int]) -> None:
         channel.get_fd()
 
 
+@posix_only
 def test_pipe_read_only_cannot_write(pipe: List[int]) -> None:
     r, _ = pipe
     channel = PipeChannel(r)
@@ -296,6 +302,7 @@ def test_pipe_read_only_cannot_write(pipe: List[int]) -> None:
     channel.close()
 
 
+@posix_only
 def test_pipe_data_written_before_the_writer_closed_is_read(pipe: List[int]) -> None:
     r, w = pipe
     channel = PipeChannel(r)
@@ -309,6 +316,7 @@ def test_pipe_data_written_before_the_writer_closed_is_read(pipe: List[int]) -> 
     channel.close()
 
 
+@posix_only
 def test_pipe_fd_closed_behind_the_channels_back(
     pipe: List[int], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -330,6 +338,7 @@ def test_pipe_fd_closed_behind_the_channels_back(
     assert "already closed" in caplog.text or "Bad file descriptor" in caplog.text
 
 
+@posix_only
 def test_pipe_write_to_a_closed_reader_raises(pipe: List[int]) -> None:
     r, w = pipe
     channel = PipeChannel(sink=w)
@@ -342,6 +351,7 @@ def test_pipe_write_to_a_closed_reader_raises(pipe: List[int]) -> None:
     channel.close()
 
 
+@posix_only
 def test_pipe_same_fd_for_faucet_and_sink_is_closed_once(caplog: pytest.LogCaptureFixture) -> None:
     mine, theirs = socket.socketpair()
     channel = PipeChannel(mine.fileno(), mine.fileno())
@@ -360,12 +370,14 @@ def test_pipe_needs_a_faucet_or_a_sink() -> None:
         PipeChannel()
 
 
+@posix_only
 @pytest.mark.parametrize("role", ["faucet", "sink"])
 def test_pipe_rejects_a_negative_fd(role: str) -> None:
     with pytest.raises(ValueError, match=f"{role} must be an open fd"):
         PipeChannel(**{role: -1})
 
 
+@posix_only
 @pytest.mark.parametrize("role", ["faucet", "sink"])
 def test_pipe_rejects_a_closed_fd(role: str) -> None:
     r, w = os.pipe()
@@ -376,12 +388,14 @@ def test_pipe_rejects_a_closed_fd(role: str) -> None:
     assert isinstance(info.value.__cause__, OSError)
 
 
+@posix_only
 @pytest.mark.parametrize("fd", ["3", 3.0, True])
 def test_pipe_rejects_a_non_int_fd(fd: object) -> None:
     with pytest.raises(TypeError, match="must be an int fd"):
         PipeChannel(fd)  # type: ignore[arg-type]
 
 
+@posix_only
 def test_pipe_repr_names_fds_and_buffering(pipe: List[int]) -> None:
     r, w = pipe
     channel = PipeChannel(r, w, buffering="line")
@@ -433,6 +447,7 @@ def test_socket_rejects_what_is_not_a_socket() -> None:
         SocketChannel(3)  # type: ignore[arg-type]
 
 
+@posix_only
 @pytest.mark.parametrize("how", ["socket.close", "os.close"])
 def test_socket_closed_behind_the_channels_back(how: str, caplog: pytest.LogCaptureFixture) -> None:
     mine, theirs = socket.socketpair()
@@ -483,6 +498,7 @@ def test_socket_reset_by_peer_keeps_buffered_lines() -> None:
 # -- TestChannel ------------------------------------------------------------
 
 
+@posix_only
 def test_test_channel_put_is_readable_through_read_and_the_fd() -> None:
     channel = TestChannel()
     channel.put(b"abc")

@@ -23,7 +23,7 @@ from channels import (
 )
 from channels.testing import TestChannel
 
-from .conftest import DEADLINE, poll_until, watched_fds
+from .conftest import DEADLINE, poll_until, posix_only, watched_fds
 
 
 def data_of(results: list, channel: object) -> List[bytes]:
@@ -175,6 +175,7 @@ def test_own_close_of_a_line_channel_reports_buffered_lines_first(poller: Poller
     assert poller.poll(DEADLINE) == [(b"c\n", channel), (b"last", channel), (b"", channel)]
 
 
+@posix_only
 def test_close_of_a_pipe_channel_while_registered_is_reported(poller: Poller) -> None:
     r, w = os.pipe()
     channel = PipeChannel(r, w)
@@ -183,6 +184,7 @@ def test_close_of_a_pipe_channel_while_registered_is_reported(poller: Poller) ->
     assert poller.poll(DEADLINE) == [(b"", channel)]
 
 
+@posix_only
 def test_an_fd_number_reused_by_a_new_channel_registers_cleanly(poller: Poller) -> None:
     old_end, old_peer = socket.socketpair()
     old = SocketChannel(old_end)
@@ -264,6 +266,7 @@ def test_add_server_accepts_tcp_clients_with_the_pollers_buffering(
     accepted.close()
 
 
+@posix_only
 def test_add_server_accepts_unix_clients(poller: Poller, short_tmp: str) -> None:
     path = os.path.join(short_tmp, "server")
     server = socket.socket(socket.AF_UNIX)
@@ -396,6 +399,7 @@ def check_still_works(poller: Poller) -> None:
     channel.close()
 
 
+@posix_only
 def test_register_of_a_write_only_channel_raises_and_registers_nothing(poller: Poller) -> None:
     r, w = os.pipe()
     os.close(r)
@@ -453,6 +457,7 @@ def test_add_server_makes_the_socket_non_blocking(
     assert len(watched_fds(poller)) == 1
 
 
+@posix_only
 def test_a_bad_channel_fd_closed_behind_its_back_is_reported(poller: Poller) -> None:
     r, w = os.pipe()
     channel = PipeChannel(r)
@@ -473,6 +478,7 @@ class Interrupted(Exception):
     pass
 
 
+@posix_only
 def test_an_exception_from_a_signal_handler_propagates_and_the_poller_survives(
     poller: Poller,
 ) -> None:
@@ -618,6 +624,7 @@ def test_a_server_whose_socket_died_is_dropped(
     client.close()
 
 
+@posix_only
 def test_a_new_channel_on_the_fd_of_a_server_closed_behind_our_back(
     poller: Poller, tcp_server: socket.socket, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -633,6 +640,7 @@ def test_a_new_channel_on_the_fd_of_a_server_closed_behind_our_back(
     theirs.close()
 
 
+@posix_only
 def test_a_server_fd_closed_behind_our_back_is_dropped(
     poller: Poller, tcp_server: socket.socket, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -5,6 +5,8 @@ import subprocess
 import sys
 import textwrap
 
+from .conftest import posix_only
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
@@ -29,6 +31,7 @@ def test_readme_quick_start_is_the_example_file() -> None:
     assert example.endswith(quickstart_block())
 
 
+@posix_only
 def test_quick_start_runs_and_prints_the_replies() -> None:
     done = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "quickstart.py")],

@@ -24,7 +24,7 @@ from channels import (
 from channels._base import DEFAULT_HIGH_WATER, DEFAULT_LINGER
 from channels.testing import TestChannel
 
-from .conftest import DEADLINE, poll_until
+from .conftest import DEADLINE, poll_until, posix_only
 
 SMALL_BUFFER = 4096
 
@@ -473,6 +473,7 @@ def test_output_callbacks_tell_when_output_appears_and_drains(
 # -- pipes ------------------------------------------------------------------
 
 
+@posix_only
 def test_a_blocking_pipe_sink_takes_each_write_whole_and_keeps_its_mode() -> None:
     r, w = os.pipe()
     channel = PipeChannel(sink=w, high_water=1024)
@@ -497,6 +498,7 @@ def test_a_blocking_pipe_sink_takes_each_write_whole_and_keeps_its_mode() -> Non
     assert bytes(received) == payload
 
 
+@posix_only
 def test_a_non_blocking_pipe_sink_queues_and_keeps_its_mode() -> None:
     r, w = os.pipe()
     os.set_blocking(w, False)
