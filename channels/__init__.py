@@ -20,6 +20,11 @@ from .channel import CloseNotifier as CloseNotifier
 from .channel import PipeChannel as PipeChannel
 from .channel import QueuedWriter as QueuedWriter
 from .channel import SocketChannel as SocketChannel
+from .events import ChannelClosed as ChannelClosed
+from .events import ClientAccepted as ClientAccepted
+from .events import CloseReason as CloseReason
+from .events import DataReceived as DataReceived
+from .events import PollEvent as PollEvent
 from .poller import AcceptEvent as AcceptEvent
 from .poller import DataEvent as DataEvent
 from .poller import Poller as Poller
@@ -33,15 +38,20 @@ __all__ = [
     "BytesBuffering",
     "BytesLike",
     "Channel",
+    "ChannelClosed",
     "ChannelError",
     "ChannelLike",
+    "ClientAccepted",
     "CloseNotifier",
+    "CloseReason",
     "DataEvent",
+    "DataReceived",
     "EndpointClosedException",
     "Framer",
     "LineBuffering",
     "LineTooLong",
     "PipeChannel",
+    "PollEvent",
     "PollResult",
     "Poller",
     "QueuedWriter",

@@ -53,6 +53,14 @@ from .channel import (
     check_stream_socket,
     is_listening,
 )
+from .events import (
+    ChannelClosed,
+    ClientAccepted,
+    CloseReason,
+    DataReceived,
+    PollEvent,
+    SocketAddress,
+)
 
 __all__ = [
     "ACCEPT_BACKOFF",
@@ -68,9 +76,6 @@ __all__ = [
 
 _LOGGER = logging.getLogger(__name__)
 
-SocketAddress = Union[Tuple[str, int], Tuple[str, int, int, int], str, bytes]
-"""The address of an accepted client: ``(host, port)`` for IPv4, a 4-tuple
-for IPv6, a path (often ``''``) for Unix sockets."""
 
 DataEvent = Tuple[bytes, ChannelLike]
 """``(data, channel)``: a frame from a channel, or ``(b'', channel)`` once it closed."""
@@ -80,6 +85,9 @@ AcceptEvent = Tuple[Tuple[SocketAddress, SocketChannel], socket.socket]
 
 PollResult = Union[DataEvent, AcceptEvent]
 """One item of ``Poller.poll()``; tell them apart with ``isinstance(item[0], bytes)``."""
+
+_Collected = Union[DataEvent, ChannelClosed, ClientAccepted]
+"""What a poll collects: data as 0.2 tuples (the hot path), the rest as events."""
 
 SelectorFactory = Callable[[], selectors.BaseSelector]
 """A selector class such as ``selectors.PollSelector``, or any factory of one."""
@@ -156,6 +164,7 @@ class _Watched:
         "channel",
         "fd",
         "identity",
+        "lost",
         "on_close",
         "on_output",
         "reading",
@@ -174,6 +183,8 @@ class _Watched:
         self.reading = True
         # True while it has queued output: the fd is watched for writing too.
         self.writing = False
+        # Its fd went bad behind our back (closed, or reused: stale).
+        self.lost = False
         # Its fd number was taken over by another file: never read it again.
         self.stale = False
         # The server it was accepted from, while it counts against max_clients.
@@ -258,7 +269,7 @@ class Poller:
         # Used up their read budget: read again by the next poll(), without waiting.
         self._unfinished: Dict[int, _Watched] = {}
         self._servers: Dict[int, _Server] = {}
-        self._results: List[PollResult] = []
+        self._results: List[_Collected] = []
         self._woken = False
         self._next_check = 0.0
         self._check_cursor = 0
@@ -462,7 +473,7 @@ class Poller:
     # -- polling ------------------------------------------------------------
 
     def poll(self, timeout: Optional[float] = None) -> List[PollResult]:
-        """Wait for events and return them as a list.
+        """Wait for events and return them as a list of 0.2 tuples.
 
         ``timeout`` is in seconds: ``None`` waits until something happens, zero
         or less does not wait, a positive value waits at most that long. An
@@ -470,8 +481,23 @@ class Poller:
         are ``(data, channel)`` (a line channel gives one per complete line),
         ``(b'', channel)`` once when a channel closed — after which it is no
         longer registered — and ``((addr, client_channel), server_sock)`` per
-        accepted client.
+        accepted client. ``poll_events()`` gives the same as typed events.
         """
+        return [
+            item if isinstance(item, tuple) else item.as_tuple() for item in self._collect(timeout)
+        ]
+
+    def poll_events(self, timeout: Optional[float] = None) -> List[PollEvent]:
+        """Like ``poll()``, but each item is a typed event: ``DataReceived``,
+        ``ChannelClosed`` (with its ``reason`` and ``undelivered`` bytes) or
+        ``ClientAccepted``."""
+        return [
+            DataReceived(item[1], item[0]) if isinstance(item, tuple) else item
+            for item in self._collect(timeout)
+        ]
+
+    def _collect(self, timeout: Optional[float]) -> List[_Collected]:
+        """The one implementation of poll() and poll_events()."""
         self._check_open("poll() on")
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
@@ -539,7 +565,7 @@ class Poller:
             if self._closed.get(id(watched.channel)) is watched:
                 # Stale, or closed but reading b'' rather than raising.
                 self._forget(watched)
-                self._results.append((b"", watched.channel))
+                self._report_end(watched, CloseReason.FD_LOST if watched.lost else None)
 
     def _drain_wakeups(self) -> None:
         self._woken = True
@@ -571,19 +597,27 @@ class Poller:
         except LineTooLong as exc:
             _LOGGER.warning("closing %r: %s", channel, exc)
             self._forget(watched)
-            results.append((b"", channel))
             abort = getattr(channel, "abort", None)
             (abort if callable(abort) else channel.close)()
-        except EndpointClosedException:
-            self._reading_ended(watched)
+            self._report_end(watched, CloseReason.LINE_TOO_LONG)
+        except EndpointClosedException as exc:
+            self._reading_ended(watched, exc)
         except _BAD_CHANNEL_ERRORS:
             _LOGGER.exception("read() of %r failed; reporting it closed", channel)
             self._forget(watched)
-            results.append((b"", channel))
+            self._report_end(watched, CloseReason.FD_LOST)
 
-    def _reading_ended(self, watched: _Watched) -> None:
+    def _reading_ended(self, watched: _Watched, exc: EndpointClosedException) -> None:
         """Report the channel's end once; go on delivering what it writes."""
-        self._results.append((b"", watched.channel))
+        if watched.lost:
+            reason = CloseReason.FD_LOST
+        elif not self._watching(watched):
+            reason = CloseReason.CLOSED_LOCALLY
+        elif isinstance(exc.__cause__, OSError):
+            reason = CloseReason.RESET
+        else:
+            reason = CloseReason.PEER_CLOSED
+        self._report_end(watched, reason)
         self._unfinished.pop(id(watched), None)
         self._leave_server(watched)
         if self._watching(watched):
@@ -609,7 +643,7 @@ class Poller:
             self._read(watched)
             if self._watching(watched) and watched.reading:
                 self._forget(watched)
-                self._results.append((b"", channel))
+                self._report_end(watched, CloseReason.RESET)
 
     # -- accepting ----------------------------------------------------------
 
@@ -636,7 +670,19 @@ class Poller:
             watched = self._register(client)
             watched.server = server
             server.clients += 1
-            self._results.append(((addr, client), server.sock))
+            self._results.append(ClientAccepted(server.sock, client, addr))
+
+    def _report_end(self, watched: _Watched, reason: Optional[CloseReason]) -> None:
+        """Report the channel closed; reason None: it was closed locally."""
+        channel = watched.channel
+        undelivered = getattr(channel, "undelivered", 0)
+        self._results.append(
+            ChannelClosed(
+                channel,
+                reason or CloseReason.CLOSED_LOCALLY,
+                undelivered if isinstance(undelivered, int) else 0,
+            )
+        )
 
     def _back_off(self, server: _Server, exc: OSError) -> None:
         """Stop watching the server for a while, so a lack of fds cannot spin."""
@@ -746,6 +792,7 @@ class Poller:
         self._unfinished.pop(id(watched), None)
         self._unselect(watched.fd, watched)
         watched.stale = stale
+        watched.lost = True
         self._closed[id(watched.channel)] = watched
 
     def _unselect(self, fd: int, record: _Record) -> None:

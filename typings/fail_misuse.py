@@ -34,6 +34,8 @@ def misuse(sock: socket.socket) -> None:
     LineBuffering("\n")  # type: ignore[arg-type]
     TestChannel().put("text")  # type: ignore[arg-type]
 
+    for event in poller.poll_events():
+        event.data  # type: ignore[union-attr]
     for data, source in poller.poll():
         data.decode()  # type: ignore[union-attr]
         source.read()  # type: ignore[union-attr]

@@ -12,11 +12,17 @@ from channels import (
     AcceptEvent,
     Buffering,
     BytesBuffering,
+    ChannelClosed,
+    ChannelLike,
+    ClientAccepted,
+    CloseReason,
     DataEvent,
+    DataReceived,
     EndpointClosedException,
     Framer,
     LineBuffering,
     PipeChannel,
+    PollEvent,
     PollResult,
     SocketChannel,
     WriteBufferFullError,
@@ -89,3 +95,19 @@ def reveal_context_managers() -> None:
     with channels.testing.TestChannel() as test:
         assert_type(test, channels.testing.TestChannel)
     assert_type(LineBuffering(max_length=None).max_length, Optional[int])
+
+
+def reveal_events(poller: channels.poller.Poller) -> None:
+    events = poller.poll_events(0.5)
+    assert_type(events, List[PollEvent])
+    for event in events:
+        if isinstance(event, DataReceived):
+            assert_type(event.data, bytes)
+            assert_type(event.channel, ChannelLike)
+        elif isinstance(event, ChannelClosed):
+            assert_type(event.reason, CloseReason)
+            assert_type(event.undelivered, int)
+        else:
+            assert_type(event, ClientAccepted)
+            assert_type(event.channel, SocketChannel)
+            assert_type(event.server, socket.socket)

@@ -1,0 +1,87 @@
+"""Typed events: what ``Poller.poll_events()`` returns.
+
+``Poller.poll()`` keeps 0.2's tuples, whose two shapes a type checker can only
+tell apart by ``isinstance`` on their first element (and pyright does not).
+These frozen dataclasses carry the same news, and more of it — why a channel
+closed, and how many written bytes it could not deliver — so ``isinstance``
+(or ``match``) narrows each one, and ``assert_never`` checks that a handler
+covers them all. Both methods come from one implementation: the Poller
+collects these events (data as plain tuples, the hot path) and each method
+only converts.
+"""
+
+import dataclasses
+import enum
+import socket
+from typing import Tuple, Union
+
+from ._base import ChannelLike
+from .channel import SocketChannel
+
+__all__ = ["ChannelClosed", "ClientAccepted", "CloseReason", "DataReceived", "PollEvent"]
+
+SocketAddress = Union[Tuple[str, int], Tuple[str, int, int, int], str, bytes]
+
+
+class CloseReason(enum.Enum):
+    """Why a channel was reported closed."""
+
+    PEER_CLOSED = "peer closed"
+    """The peer ended its stream (it may still read: half-close)."""
+    RESET = "reset"
+    """The connection broke: reset by the peer, or the peer vanished while
+    output was queued."""
+    LINE_TOO_LONG = "line too long"
+    """A line passed the line strategy's ``max_length``; the Poller closed it."""
+    CLOSED_LOCALLY = "closed locally"
+    """The application called ``close()`` (or ``close_all()``) while registered."""
+    FD_LOST = "fd lost"
+    """Its fd was closed or reused behind its back, or its ``read()`` failed."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DataReceived:
+    """A frame from a channel: ``(data, channel)`` in ``poll()``'s terms."""
+
+    __slots__ = ("channel", "data")
+    channel: ChannelLike
+    data: bytes
+
+    def as_tuple(self) -> Tuple[bytes, ChannelLike]:
+        """The 0.2 form of this event."""
+        return (self.data, self.channel)
+
+
+@dataclasses.dataclass(frozen=True)
+class ChannelClosed:
+    """A channel closed: ``(b'', channel)`` in ``poll()``'s terms.
+
+    ``undelivered`` is how many bytes written to it were dropped by then.
+    """
+
+    __slots__ = ("channel", "reason", "undelivered")
+    channel: ChannelLike
+    reason: CloseReason
+    undelivered: int
+
+    def as_tuple(self) -> Tuple[bytes, ChannelLike]:
+        """The 0.2 form of this event."""
+        return (b"", self.channel)
+
+
+@dataclasses.dataclass(frozen=True)
+class ClientAccepted:
+    """A client was accepted and registered: ``((address, channel), server)``."""
+
+    __slots__ = ("address", "channel", "server")
+    server: socket.socket
+    channel: SocketChannel
+    address: SocketAddress
+
+    def as_tuple(self) -> Tuple[Tuple[SocketAddress, SocketChannel], socket.socket]:
+        """The 0.2 form of this event."""
+        return ((self.address, self.channel), self.server)
+
+
+PollEvent = Union[DataReceived, ChannelClosed, ClientAccepted]
+"""One item of ``Poller.poll_events()``."""
