@@ -141,6 +141,10 @@ class QueuedWriter(Protocol):
         """Deliver queued output; True once all of it was taken by the OS."""
         ...
 
+    def get_write_fd(self) -> int:
+        """The fd to watch for writability (the socket, or a pipe's sink)."""
+        ...
+
     def add_output_callback(self, callback: Callable[[bool], None]) -> None:
         """Call ``callback(True)`` when output gets queued, ``callback(False)``
         when the queue is empty again."""
@@ -414,6 +418,12 @@ class Channel(abc.ABC):
             if left is not None and left <= 0:
                 return False
             wait_writable(fd, left)
+
+    def get_write_fd(self) -> int:
+        """The fd whose writability lets queued output go: the socket's fd, or a
+        ``PipeChannel``'s sink. ``NotImplementedError`` for a channel that
+        cannot write."""
+        return self._write_fd()
 
     def _check_writable(self, action: str) -> int:
         """The fd to wait on for writing, or the reason writing is impossible."""

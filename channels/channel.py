@@ -7,9 +7,11 @@ a connected stream socket. Both get framing and queued, zero-loss writes from
 """
 
 import contextlib
+import errno
 import itertools
 import logging
 import os
+import select
 import socket
 import sys
 from typing import Deque, Optional
@@ -40,6 +42,20 @@ __all__ = [
 ]
 
 _LOGGER = logging.getLogger(__name__)
+
+
+PIPE_BUF = getattr(select, "PIPE_BUF", 512)
+"""The largest write a pipe takes whole (POSIX guarantees at least 512)."""
+
+
+def _ready(fd: int, *, writing: bool) -> bool:
+    """Would a read (or a write of PIPE_BUF bytes) on ``fd`` go through now?"""
+    if sys.platform == "win32":  # no poll() there: a sink's writes just block
+        return True
+    else:
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT if writing else select.POLLIN)
+        return bool(poller.poll(0))
 
 
 def _close_fd(fd: int, owner: str) -> None:
@@ -73,6 +89,13 @@ class PipeChannel(Channel):
     everything, as in 0.2; with a non-blocking one, what the OS does not take
     is queued (see ``Channel.write``). Both given: a bi-directional channel.
     The channel owns the fds and closes them.
+
+    ``shared=True`` is for fds shared with other processes — a terminal, the
+    process's own stdin and stdout — whose ``O_NONBLOCK`` flag belongs to an
+    open file description others use too: the channel then never changes a
+    flag. It reads only when ``poll()`` says a read cannot block (one
+    ``os.read``), and writes at most ``PIPE_BUF`` bytes at a time, only when
+    the sink has room for them; the rest is queued. (POSIX only.)
     """
 
     def __init__(
@@ -83,6 +106,7 @@ class PipeChannel(Channel):
         buffering: BufferingArg = "bytes",
         high_water: int = DEFAULT_HIGH_WATER,
         linger: float = DEFAULT_LINGER,
+        shared: bool = False,
     ) -> None:
         if faucet is None and sink is None:
             raise ValueError("PipeChannel needs a faucet fd, a sink fd, or both; got neither")
@@ -102,11 +126,12 @@ class PipeChannel(Channel):
         self._faucet = -1 if faucet is None else faucet
         self._sink = -1 if sink is None else sink
         self._faucet_was_blocking = False
+        self._shared = bool(shared)
         if sys.platform == "win32":
             # A sink there is always blocking: os.write() takes all of it.
             self._sink_blocking = True
         else:
-            if faucet is not None:
+            if faucet is not None and not self._shared:
                 self._faucet_was_blocking = os.get_blocking(faucet)
                 os.set_blocking(faucet, False)
             self._sink_blocking = sink is not None and os.get_blocking(sink)
@@ -116,9 +141,17 @@ class PipeChannel(Channel):
             raise NotImplementedError(f"{self!r} has no faucet: it cannot read")
         if self._faucet < 0:
             raise EndpointClosedException("the channel was closed")
+        if self._shared and not _ready(self._faucet, writing=False):
+            return b""  # one read() only when it cannot block
         return receive(lambda size: os.read(self._faucet, size), "the writer closed the pipe")
 
     def _send(self, queue: Deque[memoryview]) -> int:
+        if self._shared:
+            # Up to PIPE_BUF bytes, and only when the sink has room for them:
+            # such a write cannot block, whatever the fd's mode.
+            if not _ready(self._sink, writing=True):
+                raise BlockingIOError(errno.EAGAIN, "the shared sink is full")
+            return os.write(self._sink, queue[0][:PIPE_BUF])
         if sys.platform != "win32" and len(queue) > 1:
             return os.writev(self._sink, list(itertools.islice(queue, IOV_BATCH)))
         return os.write(self._sink, queue[0])
@@ -129,7 +162,12 @@ class PipeChannel(Channel):
         return self._sink
 
     def _sink_blocks(self) -> bool:
-        return self._sink_blocking
+        return self._sink_blocking and not self._shared
+
+    @property
+    def shared(self) -> bool:
+        """True when the fds' flags are never changed (see the class doc)."""
+        return self._shared
 
     def close(self) -> None:
         """Deliver queued output (see ``Channel.close``), then close the fds."""

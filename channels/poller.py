@@ -32,6 +32,7 @@ Design notes:
   (epoll), at no cost per ``poll()``.
 """
 
+import contextlib
 import errno
 import functools
 import logging
@@ -170,12 +171,18 @@ class _Watched:
         "reading",
         "server",
         "stale",
+        "write_fd",
+        "write_side",
         "writing",
     )
 
-    def __init__(self, channel: ChannelLike, fd: int) -> None:
+    def __init__(self, channel: ChannelLike, fd: int, write_fd: int) -> None:
         self.channel = channel
         self.fd = fd
+        # Watched for writing while output is queued: the same fd (a socket)
+        # or another one (a pipe's sink), which then has a record of its own.
+        self.write_fd = write_fd
+        self.write_side = _WriteSide(self) if write_fd != fd else None
         self.identity = _identity(fd)
         self.on_close: Optional[Callable[[], None]] = None
         self.on_output: Optional[Callable[[bool], None]] = None
@@ -195,6 +202,15 @@ class _Watched:
         return (selectors.EVENT_READ if self.reading else 0) | (
             selectors.EVENT_WRITE if self.writing else 0
         )
+
+
+class _WriteSide:
+    """A channel's sink fd, when it is not the fd it reads: selector ``data``."""
+
+    __slots__ = ("watched",)
+
+    def __init__(self, watched: _Watched) -> None:
+        self.watched = watched
 
 
 class _Server:
@@ -226,13 +242,13 @@ class _Wakeup:
         self.sock = sock
 
 
-_Record = Union[_Watched, _Server, _Wakeup]
+_Record = Union[_Watched, _WriteSide, _Server, _Wakeup]
 
 
 def _record(key: selectors.SelectorKey) -> _Record:
     """Narrow a selector key's ``data`` (typed ``Any``) to what we put there."""
     data = key.data
-    assert isinstance(data, (_Watched, _Server, _Wakeup))
+    assert isinstance(data, (_Watched, _WriteSide, _Server, _Wakeup))
     return data
 
 
@@ -326,7 +342,11 @@ class Poller:
             self._forget(known)
         self._evict_stale(fd)
         self._check_select_limit(fd, channel)
-        watched = _Watched(channel, fd)
+        write_fd = fd
+        if isinstance(channel, QueuedWriter):
+            with contextlib.suppress(NotImplementedError):  # it cannot write: no matter
+                write_fd = channel.get_write_fd()
+        watched = _Watched(channel, fd, write_fd)
         try:
             self._selector.register(fd, selectors.EVENT_READ, watched)
         except (OSError, ValueError) as exc:
@@ -541,18 +561,25 @@ class Poller:
             read_already.add(id(watched))
             self._read(watched)
         for key, events in ready:
-            record = _record(key)
-            if isinstance(record, _Wakeup):
-                self._drain_wakeups()
-            elif isinstance(record, _Server):
-                if self._servers.get(id(record.sock)) is record:
-                    self._accept(record)
-            else:
-                if events & selectors.EVENT_READ and id(record) not in read_already:
-                    self._read_if_watched(record)
-                if events & selectors.EVENT_WRITE and self._watching(record) and record.writing:
-                    self._flush(record)
+            self._dispatch(_record(key), events, read_already)
         self._report_closed()
+
+    def _dispatch(self, record: _Record, events: int, read_already: Set[int]) -> None:
+        """Act on one ready fd."""
+        if isinstance(record, _Wakeup):
+            self._drain_wakeups()
+        elif isinstance(record, _Server):
+            if self._servers.get(id(record.sock)) is record:
+                self._accept(record)
+        elif isinstance(record, _WriteSide):
+            watched = record.watched
+            if self._watching(watched) and watched.writing:
+                self._flush(watched)
+        else:
+            if events & selectors.EVENT_READ and id(record) not in read_already:
+                self._read_if_watched(record)
+            if events & selectors.EVENT_WRITE and self._watching(record) and record.writing:
+                self._flush(record)
 
     def _read_if_watched(self, watched: _Watched) -> None:
         if self._watching(watched) and watched.reading:
@@ -731,7 +758,7 @@ class Poller:
             self._forget(watched)
             return
         del self._channels[key]
-        self._unselect(watched.fd, watched)
+        self._unselect_all(watched)
         self._closed[key] = watched
 
     def _output_changed(self, watched: _Watched, pending: bool) -> None:
@@ -741,26 +768,40 @@ class Poller:
             self._update_events(watched)
 
     def _update_events(self, watched: _Watched) -> None:
-        """Select the fd for what the record needs now, or not at all."""
-        events = watched.events
-        key = self._selector.get_map().get(watched.fd)
-        selected = key is not None and key.data is watched
+        """Select the fds for what the record needs now, or not at all."""
         try:
-            if events and selected:
-                self._selector.modify(watched.fd, events, watched)
-            elif events:
-                self._evict_stale(watched.fd)
-                self._selector.register(watched.fd, events, watched)
-            elif selected:
-                self._selector.unregister(watched.fd)
-        except (OSError, ValueError) as exc:  # the fd went bad behind our back
+            if watched.write_side is None:
+                self._select(watched.fd, watched.events, watched)
+            else:
+                self._select(watched.fd, watched.events & selectors.EVENT_READ, watched)
+                self._select(
+                    watched.write_fd, watched.events & selectors.EVENT_WRITE, watched.write_side
+                )
+        except (OSError, ValueError) as exc:  # an fd went bad behind our back
             _LOGGER.warning("fd %d of %r is not usable: %s", watched.fd, watched.channel, exc)
             self._set_aside(watched, stale=False)
             return
-        if not events and (watched.on_close is None or watched.on_output is None):
+        if not watched.events and (watched.on_close is None or watched.on_output is None):
             # Reported, drained, and it could not tell us of more output or
             # of its close: nothing left to do for it.
             self._forget(watched)
+
+    def _select(self, fd: int, events: int, record: _Record) -> None:
+        """Have ``fd`` selected for ``events`` (0: not at all) on behalf of ``record``."""
+        key = self._selector.get_map().get(fd)
+        selected = key is not None and key.data is record
+        if events and selected:
+            self._selector.modify(fd, events, record)
+        elif events:
+            self._evict_stale(fd)
+            self._selector.register(fd, events, record)
+        elif selected:
+            self._selector.unregister(fd)
+
+    def _unselect_all(self, watched: _Watched) -> None:
+        self._unselect(watched.fd, watched)
+        if watched.write_side is not None:
+            self._unselect(watched.write_fd, watched.write_side)
 
     def _forget(self, watched: _Watched) -> None:
         key = id(watched.channel)
@@ -769,7 +810,7 @@ class Poller:
         if self._closed.get(key) is watched:
             del self._closed[key]
         self._unfinished.pop(id(watched), None)
-        self._unselect(watched.fd, watched)
+        self._unselect_all(watched)
         self._leave_server(watched)
         channel = watched.channel
         if watched.on_close is not None:
@@ -790,7 +831,7 @@ class Poller:
             return
         del self._channels[id(watched.channel)]
         self._unfinished.pop(id(watched), None)
-        self._unselect(watched.fd, watched)
+        self._unselect_all(watched)
         watched.stale = stale
         watched.lost = True
         self._closed[id(watched.channel)] = watched
@@ -811,11 +852,12 @@ class Poller:
         if isinstance(record, _Server):
             _LOGGER.warning("fd %d was reused; dropping server %r", fd, record.sock)
             self._drop_server(record)
-        elif isinstance(record, _Watched):
+        elif isinstance(record, (_Watched, _WriteSide)):
+            watched = record if isinstance(record, _Watched) else record.watched
             _LOGGER.warning(
-                "fd %d was reused; %r lost its fd and is reported closed", fd, record.channel
+                "fd %d was reused; %r lost its fd and is reported closed", fd, watched.channel
             )
-            self._set_aside(record, stale=True)
+            self._set_aside(watched, stale=True)
 
     def _check_fds(self) -> None:
         """Check a slice of the fds against what they referred to when registered."""
@@ -859,6 +901,8 @@ class Poller:
                 self._drop_server(record)
             elif isinstance(record, _Watched):
                 self._set_aside(record, stale=False)
+            elif isinstance(record, _WriteSide):
+                self._set_aside(record.watched, stale=False)
 
 
 def _fd_is_open(fd: int) -> bool:

@@ -5,8 +5,10 @@ import hashlib
 import logging
 import os
 import random
+import select
 import selectors
 import socket
+import sys
 import threading
 import time
 from typing import Callable, Dict, Iterator, List, Tuple
@@ -600,3 +602,82 @@ def test_many_slow_clients_each_get_every_line_in_order(make_poller: Callable[..
     for client in clients:
         client.close()
     server.close()
+
+
+# -- pipes in a Poller, and shared fds --------------------------------------
+
+
+@posix_only
+def test_a_poller_flushes_a_pipe_channel_through_its_sink_fd(poller: Poller) -> None:
+    """The sink is another fd than the faucet: that is the fd watched for writing."""
+    in_r, in_w = os.pipe()
+    out_r, out_w = os.pipe()
+    os.set_blocking(out_w, False)
+    channel = PipeChannel(in_r, out_w)
+    poller.register(channel)
+    payload = os.urandom(1024 * 1024)
+    channel.write(payload)
+    assert channel.write_buffer_size > 0
+    assert channel.get_write_fd() == out_w
+    received = bytearray()
+    os.set_blocking(out_r, False)
+    deadline = time.monotonic() + DEADLINE
+    while len(received) < len(payload):
+        assert time.monotonic() < deadline
+        assert poller.poll(0.01) == []
+        with contextlib.suppress(BlockingIOError):
+            received += os.read(out_r, 1 << 20)
+    assert bytes(received) == payload
+    assert channel.write_buffer_size == 0
+    os.write(in_w, b"and reading still works")
+    assert poll_until(poller, lambda r: len(r) >= 1) == [(b"and reading still works", channel)]
+    os.close(in_w)
+    os.close(out_r)
+
+
+@posix_only
+def test_a_shared_pipe_channel_never_changes_the_fds_flags(poller: Poller) -> None:
+    in_r, in_w = os.pipe()
+    out_r, out_w = os.pipe()
+    flags = [os.get_blocking(fd) for fd in (in_r, out_w)]
+    channel = PipeChannel(in_r, out_w, shared=True, buffering="line")
+    assert channel.shared
+    poller.register(channel)
+    assert [os.get_blocking(fd) for fd in (in_r, out_w)] == flags == [True, True]
+    assert channel.read() == b""  # a blocking faucet, yet read() does not block
+    os.write(in_w, b"one\ntwo\n")
+    assert poll_until(poller, lambda r: len(r) >= 2) == [(b"one\n", channel), (b"two\n", channel)]
+    payload = os.urandom(256 * 1024)  # past the pipe's 64 KiB: it must not block
+    channel.write(payload)
+    assert channel.write_buffer_size > 0
+    received = bytearray()
+    deadline = time.monotonic() + DEADLINE
+    while len(received) < len(payload):
+        assert time.monotonic() < deadline
+        poller.poll(0.01)
+        if select.select([out_r], [], [], 0)[0]:
+            received += os.read(out_r, 65536)
+    assert bytes(received) == payload
+    os.close(in_w)
+    assert poll_until(poller, lambda r: (b"", channel) in r)[-1] == (b"", channel)
+    channel.close()
+    os.close(out_r)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sets a pipe's size (Linux)")
+def test_a_shared_blocking_sink_never_blocks_a_write() -> None:
+    import fcntl  # noqa: PLC0415 - Linux only
+
+    r, w = os.pipe()
+    fcntl.fcntl(w, getattr(fcntl, "F_SETPIPE_SZ", 1031), 4096)  # room for one PIPE_BUF
+    channel = PipeChannel(sink=w, shared=True)
+    channel.write(b"x" * 10_000)  # a blocking fd, and 10,000 bytes: still no blocking
+    assert channel.write_buffer_size == 10_000 - 4096
+    assert os.get_blocking(w)
+    received = bytearray()
+    while len(received) < 10_000:
+        received += os.read(r, 100_000)
+        channel.flush(0)
+    assert bytes(received) == b"x" * 10_000
+    channel.close()
+    os.close(r)
