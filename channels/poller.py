@@ -168,6 +168,7 @@ class _Watched:
         "lost",
         "on_close",
         "on_output",
+        "paused",
         "reading",
         "server",
         "stale",
@@ -188,6 +189,8 @@ class _Watched:
         self.on_output: Optional[Callable[[bool], None]] = None
         # False once its end was reported: it is then only drained.
         self.reading = True
+        # pause_reading(): not read until resume_reading().
+        self.paused = False
         # True while it has queued output: the fd is watched for writing too.
         self.writing = False
         # Its fd went bad behind our back (closed, or reused: stale).
@@ -199,7 +202,7 @@ class _Watched:
 
     @property
     def events(self) -> int:
-        return (selectors.EVENT_READ if self.reading else 0) | (
+        return (selectors.EVENT_READ if self.reading and not self.paused else 0) | (
             selectors.EVENT_WRITE if self.writing else 0
         )
 
@@ -384,6 +387,26 @@ class Poller:
         watched = self._channels.get(key) or self._closed.get(key)
         if watched is not None:
             self._forget(watched)
+
+    def pause_reading(self, channel: ChannelLike) -> None:
+        """Stop reading ``channel`` (its queued output is still delivered)
+        until ``resume_reading()``: backpressure, when what it sends cannot be
+        passed on yet. Does nothing for a channel that is not registered."""
+        watched = self._channels.get(id(channel))
+        if watched is not None and not watched.paused:
+            watched.paused = True
+            self._unfinished.pop(id(watched), None)
+            self._update_events(watched)
+
+    def resume_reading(self, channel: ChannelLike) -> None:
+        """Read ``channel`` again after ``pause_reading()``; frames it had
+        buffered already are returned by the next ``poll()`` without waiting."""
+        watched = self._channels.get(id(channel))
+        if watched is not None and watched.paused:
+            watched.paused = False
+            if watched.reading:
+                self._unfinished[id(watched)] = watched
+            self._update_events(watched)
 
     def add_server(self, sock: socket.socket, *, max_clients: Optional[int] = None) -> None:
         """Watch a listening stream socket (TCP or Unix) and accept its clients.
@@ -582,7 +605,7 @@ class Poller:
                 self._flush(record)
 
     def _read_if_watched(self, watched: _Watched) -> None:
-        if self._watching(watched) and watched.reading:
+        if self._watching(watched) and watched.reading and not watched.paused:
             self._read(watched)
 
     def _report_closed(self) -> None:
@@ -781,7 +804,8 @@ class Poller:
             _LOGGER.warning("fd %d of %r is not usable: %s", watched.fd, watched.channel, exc)
             self._set_aside(watched, stale=False)
             return
-        if not watched.events and (watched.on_close is None or watched.on_output is None):
+        idle = not watched.reading and not watched.writing
+        if idle and (watched.on_close is None or watched.on_output is None):
             # Reported, drained, and it could not tell us of more output or
             # of its close: nothing left to do for it.
             self._forget(watched)
