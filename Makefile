@@ -7,9 +7,9 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test tox lint typecheck dist bench clean
 
-## demo: the README quick start, against this checkout (needs nothing installed)
+## demo: a scripted session of the command line tool (serve + 2 clients), end to end
 demo:
-	PYTHONPATH=$(CURDIR) $(PYTHON) examples/quickstart.py
+	PYTHONPATH=$(CURDIR) $(PYTHON) examples/cli_demo.py
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)

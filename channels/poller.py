@@ -40,6 +40,7 @@ import os
 import select
 import selectors
 import socket
+import stat
 import sys
 import time
 from typing import Callable, Dict, List, Optional, Set, Tuple, Union
@@ -152,16 +153,17 @@ def _identity(fd: int) -> _Identity:
         return None  # Windows sockets are not fds to os.fstat
     else:  # (an else: for mypy --platform win32)
         try:
-            stat = os.fstat(fd)
+            info = os.fstat(fd)
         except OSError:
             return None
-        return (stat.st_dev, stat.st_ino)
+        return (info.st_dev, info.st_ino)
 
 
 class _Watched:
     """A registered channel, as the selector's ``data`` and in the identity map."""
 
     __slots__ = (
+        "always_readable",
         "channel",
         "fd",
         "identity",
@@ -191,6 +193,8 @@ class _Watched:
         self.reading = True
         # pause_reading(): not read until resume_reading().
         self.paused = False
+        # A regular file, never selected: read by every poll() while reading.
+        self.always_readable = False
         # True while it has queued output: the fd is watched for writing too.
         self.writing = False
         # Its fd went bad behind our back (closed, or reused: stale).
@@ -352,6 +356,15 @@ class Poller:
         watched = _Watched(channel, fd, write_fd)
         try:
             self._selector.register(fd, selectors.EVENT_READ, watched)
+        except PermissionError as exc:
+            if not _is_regular_file(fd):
+                raise ValueError(
+                    f"cannot register {channel!r}: fd {fd} cannot be watched: {exc}"
+                ) from exc
+            # epoll refuses regular files (stdin redirected from a file), which
+            # are always readable anyway: read it every poll() until its end.
+            watched.always_readable = True
+            self._unfinished[id(watched)] = watched
         except (OSError, ValueError) as exc:
             raise ValueError(f"cannot register {channel!r}: fd {fd} is not usable: {exc}") from exc
         self._channels[key] = watched
@@ -792,11 +805,14 @@ class Poller:
 
     def _update_events(self, watched: _Watched) -> None:
         """Select the fds for what the record needs now, or not at all."""
+        read_events = 0 if watched.always_readable else watched.events & selectors.EVENT_READ
         try:
             if watched.write_side is None:
-                self._select(watched.fd, watched.events, watched)
+                self._select(
+                    watched.fd, read_events | watched.events & selectors.EVENT_WRITE, watched
+                )
             else:
-                self._select(watched.fd, watched.events & selectors.EVENT_READ, watched)
+                self._select(watched.fd, read_events, watched)
                 self._select(
                     watched.write_fd, watched.events & selectors.EVENT_WRITE, watched.write_side
                 )
@@ -927,6 +943,13 @@ class Poller:
                 self._set_aside(record, stale=False)
             elif isinstance(record, _WriteSide):
                 self._set_aside(record.watched, stale=False)
+
+
+def _is_regular_file(fd: int) -> bool:
+    try:
+        return stat.S_ISREG(os.fstat(fd).st_mode)
+    except OSError:
+        return False
 
 
 def _fd_is_open(fd: int) -> bool:

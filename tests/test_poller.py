@@ -697,3 +697,19 @@ def test_pause_of_an_unregistered_channel_does_nothing(poller: Poller) -> None:
     poller.pause_reading(channel)
     poller.resume_reading(channel)
     channel.close()
+
+
+@posix_only
+def test_a_regular_file_can_be_registered_and_is_read_to_its_end(
+    poller: Poller, short_tmp: str
+) -> None:
+    """epoll refuses regular files (stdin redirected from a file): read it anyway."""
+    path = os.path.join(short_tmp, "input")
+    lines = [b"line %d\n" % i for i in range(50_000)]
+    with open(path, "wb") as out:
+        out.write(b"".join(lines))
+    channel = PipeChannel(os.open(path, os.O_RDONLY), buffering="line")
+    poller.register(channel)
+    results = poll_until(poller, lambda r: (b"", channel) in r)
+    assert [data for data, _ in results] == [*lines, b""]
+    channel.close()

@@ -1,0 +1,380 @@
+"""``python -m channels``: a line-protocol toolbox built on the public API.
+
+``connect ADDRESS`` bridges stdin/stdout with a stream socket, like ``nc``;
+``serve ADDRESS`` runs a line server (echo, or a broadcast hub). Both use
+``PipeChannel(shared=True)`` for stdin/stdout, so the terminal's flags are
+left as they were, and the Poller's backpressure so nothing is lost.
+"""
+
+import argparse
+import contextlib
+import dataclasses
+import logging
+import os
+import signal
+import socket
+import sys
+from typing import Dict, List, NoReturn, Optional, Sequence, Tuple
+
+from channels import (
+    Channel,
+    ChannelClosed,
+    ChannelLike,
+    ClientAccepted,
+    DataReceived,
+    EndpointClosedException,
+    LineBuffering,
+    PipeChannel,
+    Poller,
+    SocketChannel,
+    WriteBufferFullError,
+)
+
+__all__ = ["main"]
+
+_LOGGER = logging.getLogger("channels.cli")
+
+
+@dataclasses.dataclass(frozen=True)
+class Address:
+    """Where to connect or listen: a Unix socket path, or a TCP host and port."""
+
+    path: Optional[str] = None
+    host: str = ""
+    port: int = 0
+
+    def __str__(self) -> str:
+        if self.path is not None:
+            return f"unix:{self.path}"
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+EXAMPLES = """examples:
+  python -m channels serve 127.0.0.1:7000              a chat hub on loopback
+  python -m channels serve unix:/tmp/hub.sock --echo   an echo server on a Unix socket
+  python -m channels connect 127.0.0.1:7000 --line     talk to it from this terminal
+  printf 'ping\\n' | python -m channels connect unix:/tmp/hub.sock
+"""
+
+
+class CliError(Exception):
+    """A runtime failure the user can act on: one line, exit code 1."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        """One line and exit code 2, not argparse's usage block."""
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def parse_address(text: str) -> Address:
+    """``HOST:PORT``, ``[IPv6]:PORT`` or ``unix:PATH``."""
+    if text.startswith("unix:"):
+        path = text[len("unix:") :]
+        if not path:
+            raise argparse.ArgumentTypeError(f"{text!r}: unix: needs a path")
+        return Address(path=path)
+    if text.startswith("["):
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket or not rest.startswith(":"):
+            raise argparse.ArgumentTypeError(f"{text!r}: write an IPv6 address as [HOST]:PORT")
+        port_text = rest[1:]
+    else:
+        host, colon, port_text = text.rpartition(":")
+        if not colon or not host or ":" in host:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not an address: use HOST:PORT, [IPv6]:PORT or unix:PATH"
+            )
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r}: the port must be a number from 0 to 65535")
+    return Address(host=host, port=int(port_text))
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: a positive number of bytes is needed")
+    return int(text)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: a positive number of seconds is needed")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="channels",
+        description="A line-protocol toolbox: connect to a stream socket, or serve lines.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    connect = commands.add_parser(
+        "connect",
+        help="bridge stdin/stdout with a stream socket",
+        description=(
+            "Send stdin to ADDRESS and write what comes back to stdout. When stdin ends,"
+            " everything is sent, the socket is half-closed, and output goes on until the"
+            " server closes; then it exits 0. Exit 1 on a runtime error, 2 on bad usage."
+        ),
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    connect.add_argument("address", type=parse_address, help="HOST:PORT, [IPv6]:PORT or unix:PATH")
+    connect.add_argument("--line", action="store_true", help="pass whole lines only")
+    connect.add_argument(
+        "--timeout",
+        type=_positive_float,
+        metavar="S",
+        help="give up (exit 1) when connecting or waiting takes longer than S seconds",
+    )
+    serve = commands.add_parser(
+        "serve",
+        help="run a line server: a broadcast hub (default) or an echo server",
+        description=(
+            "Listen on ADDRESS and serve lines. Connects and disconnects are logged to"
+            " stderr. SIGINT or SIGTERM closes every client (delivering what is queued)"
+            " and removes the Unix socket file. Exit 1 on a runtime error, 2 on bad usage."
+        ),
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument("address", type=parse_address, help="HOST:PORT, [IPv6]:PORT or unix:PATH")
+    mode = serve.add_mutually_exclusive_group()
+    mode.add_argument("--echo", action="store_true", help="send each line back to its sender")
+    mode.add_argument(
+        "--broadcast", action="store_true", help="relay each line to every other client (default)"
+    )
+    serve.add_argument(
+        "--max-line",
+        type=_positive_int,
+        default=64 * 1024,
+        metavar="N",
+        help="disconnect a client whose line passes N bytes (default 65536)",
+    )
+    return parser
+
+
+# -- sockets ------------------------------------------------------------------
+
+
+def _os_error(action: str, address: Address, exc: OSError) -> CliError:
+    reason = exc.strerror or str(exc)
+    return CliError(f"cannot {action} {address!s}: {reason}")
+
+
+# Unix sockets: not on Windows (the address parser still reads unix:PATH there,
+# and connecting or listening then fails with a one-line error).
+_AF_UNIX = getattr(socket, "AF_UNIX", -1)
+
+
+def open_connection(address: Address, timeout: Optional[float]) -> socket.socket:
+    try:
+        if address.path is not None:
+            sock = socket.socket(_AF_UNIX)
+            sock.settimeout(timeout)
+            try:
+                sock.connect(address.path)
+            except BaseException:
+                sock.close()
+                raise
+            return sock
+        return socket.create_connection((address.host, address.port), timeout=timeout)
+    except socket.timeout as exc:
+        raise CliError(f"cannot connect to {address}: timed out") from exc
+    except OSError as exc:
+        raise _os_error("connect to", address, exc) from exc
+
+
+def open_server(address: Address) -> socket.socket:
+    try:
+        if address.path is not None:
+            sock = socket.socket(_AF_UNIX)
+            try:
+                sock.bind(address.path)
+                sock.listen(128)
+            except BaseException:
+                sock.close()
+                raise
+            return sock
+        return socket.create_server((address.host, address.port), backlog=128)
+    except OSError as exc:
+        raise _os_error("listen on", address, exc) from exc
+
+
+# -- connect --------------------------------------------------------------------
+
+
+class _Relay:
+    """Pass data from channel to channel; hold it and pause the source when the
+    destination's queue is full, resume once it drained."""
+
+    def __init__(self, poller: Poller) -> None:
+        self._poller = poller
+        self._held: List[Tuple[ChannelLike, Channel, bytes]] = []
+
+    def send(self, source: ChannelLike, destination: Channel, data: bytes) -> None:
+        try:
+            destination.write(data)
+        except WriteBufferFullError:
+            self._held.append((source, destination, data))
+            self._poller.pause_reading(source)
+
+    def release(self) -> None:
+        for entry in list(self._held):
+            source, destination, data = entry
+            if destination.write_buffer_size == 0:
+                self._held.remove(entry)
+                destination.write(data)
+                self._poller.resume_reading(source)
+
+    @property
+    def holding(self) -> bool:
+        return bool(self._held)
+
+
+def run_connect(args: argparse.Namespace) -> int:
+    if sys.platform == "win32":
+        raise CliError("connect bridges stdin/stdout, which select() cannot watch on Windows")
+    else:  # (an else: for mypy --platform win32)
+        return _bridge(args)
+
+
+def _bridge(args: argparse.Namespace) -> int:
+    sock = open_connection(args.address, args.timeout)
+    buffering = "line" if args.line else "bytes"
+    net = SocketChannel(sock, buffering=buffering)
+    # Duplicates: closing the channel leaves the process's own fds 0 and 1.
+    stdio = PipeChannel(os.dup(0), os.dup(1), buffering=buffering, shared=True)
+    with Poller() as poller:
+        poller.register(stdio)
+        poller.register(net)
+        relay = _Relay(poller)
+        while True:
+            events = poller.poll_events(args.timeout)
+            if not events and args.timeout is not None:
+                raise CliError(f"nothing happened for {args.timeout:g} s")
+            for event in events:
+                if isinstance(event, DataReceived):
+                    if event.channel is stdio:
+                        relay.send(stdio, net, event.data)
+                    else:
+                        relay.send(net, stdio, event.data)
+                elif isinstance(event, ChannelClosed) and event.channel is stdio:
+                    _finish_sending(relay, net, args.timeout)
+                elif isinstance(event, ChannelClosed):  # the server closed: done
+                    relay.release()
+                    if not stdio.flush(args.timeout):
+                        raise CliError("stdout did not take the output in time")
+                    return 0
+            relay.release()
+
+
+def _finish_sending(relay: _Relay, net: SocketChannel, timeout: Optional[float]) -> None:
+    """stdin ended: deliver everything, then half-close (the server may still answer)."""
+    relay.release()
+    try:
+        if not net.flush(timeout):
+            raise CliError("the server did not take the input in time")
+        net.sock.shutdown(socket.SHUT_WR)
+    except (EndpointClosedException, OSError) as exc:
+        raise CliError(f"the connection broke while sending: {exc}") from exc
+
+
+# -- serve ----------------------------------------------------------------------
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    server = open_server(args.address)
+    stopping: List[int] = []
+    try:
+        with Poller(buffering=LineBuffering(max_length=args.max_line)) as poller:
+
+            def stop(signum: int, frame: object) -> None:
+                stopping.append(signum)
+                poller.wakeup()
+
+            previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                poller.add_server(server)
+                _LOGGER.info("listening on %s", str(args.address))
+                _serve(poller, args.echo, stopping)
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+            _LOGGER.info("stopping (%s)", signal.Signals(stopping[0]).name if stopping else "")
+    finally:
+        server.close()
+        if args.address.path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(args.address.path)
+    return 0
+
+
+def _serve(poller: Poller, echo: bool, stopping: List[int]) -> None:
+    clients: Dict[int, SocketChannel] = {}
+    while not stopping:
+        for event in poller.poll_events():
+            if isinstance(event, ClientAccepted):
+                event.channel.linger = 2.0
+                clients[id(event.channel)] = event.channel
+                _LOGGER.info("%s connected", event.channel.peer)
+            elif isinstance(event, ChannelClosed):
+                channel = clients.pop(id(event.channel), None)
+                if channel is not None:
+                    _LOGGER.info("%s disconnected: %s", channel.peer, event.reason.value)
+                    channel.close()
+            elif echo:
+                _deliver(poller, clients, event.channel, [event.channel], event.data)
+            else:
+                others = [c for c in clients.values() if c is not event.channel]
+                _deliver(poller, clients, event.channel, others, event.data)
+    for channel in list(clients.values()):
+        channel.close()  # delivers what is queued first (linger bounds a stall)
+
+
+def _deliver(
+    poller: Poller,
+    clients: Dict[int, SocketChannel],
+    source: ChannelLike,
+    targets: Sequence[ChannelLike],
+    data: bytes,
+) -> None:
+    for target in targets:
+        try:
+            target.write(data)
+        except WriteBufferFullError:
+            # A client that does not read its lines must not grow the hub's
+            # memory, nor stall everyone else: it is let go.
+            _LOGGER.warning("%s reads too slowly; disconnecting it", clients[id(target)].peer)
+            clients.pop(id(target)).abort()
+            poller.unregister(target)
+        except EndpointClosedException:
+            pass  # its ChannelClosed event tells the rest
+
+
+# -- main -----------------------------------------------------------------------
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the command line; return the exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="channels %(message)s", stream=sys.stderr)
+    try:
+        if args.command == "connect":
+            return run_connect(args)
+        return run_serve(args)
+    except CliError as exc:
+        print(f"channels {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
