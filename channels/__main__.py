@@ -202,7 +202,10 @@ def open_server(address: Address) -> socket.socket:
                 sock.close()
                 raise
             return sock
-        return socket.create_server((address.host, address.port), backlog=128)
+        family = socket.getaddrinfo(address.host, address.port, type=socket.SOCK_STREAM)[0][0]
+        return socket.create_server((address.host, address.port), family=family, backlog=128)
+    except socket.gaierror as exc:
+        raise CliError(f"cannot listen on {address}: {exc.strerror}") from exc
     except OSError as exc:
         raise _os_error("listen on", address, exc) from exc
 

@@ -56,7 +56,9 @@ class Server:
         while sum(text in line for line in self.log) < count:
             left = deadline - time.monotonic()
             assert left > 0, f"server did not log {text!r}; log: {self.log}"
-            self.log.append(read_line(self.process.stderr, left))
+            line = read_line(self.process.stderr, left)
+            assert line, f"server exited ({self.process.wait(DEADLINE)}); log: {self.log}"
+            self.log.append(line)
 
     def stop(self) -> int:
         if self.process.poll() is None:
@@ -360,3 +362,37 @@ def test_make_demo_runs_a_whole_session() -> None:
     assert "bob reads:  alice: hello bob" in out
     assert "alice reads:  bob: hi alice, lines arrive whole" in out
     assert "socket file removed: True" in out
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("127.0.0.1:7000", "127.0.0.1:7000"),
+        ("localhost:0", "localhost:0"),
+        ("[::1]:7000", "[::1]:7000"),
+        ("unix:/tmp/hub.sock", "unix:/tmp/hub.sock"),
+        ("unix:relative.sock", "unix:relative.sock"),
+    ],
+)
+def test_addresses_parse_and_print_back(text: str, expected: str) -> None:
+    from channels.__main__ import parse_address  # noqa: PLC0415
+
+    assert str(parse_address(text)) == expected
+
+
+def test_connect_over_ipv6_loopback() -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    try:
+        listener = socket.create_server(("::1", 0), family=socket.AF_INET6)
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    port = listener.getsockname()[1]
+    listener.close()  # a free port, probed
+    server = Server(f"[::1]:{port}", "--echo")
+    try:
+        done = run("connect", server.address, stdin=b"over v6\n")
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == b"over v6\n"
+    finally:
+        server.stop()
