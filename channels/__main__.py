@@ -114,18 +114,27 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    connect = commands.add_parser(
+
+    def subcommand(name: str, summary: str, description: str) -> argparse.ArgumentParser:
+        command: argparse.ArgumentParser = commands.add_parser(
+            name,
+            help=summary,
+            description=description + " Exit 1 on a runtime error, 2 on bad usage.",
+            epilog=EXAMPLES,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        command.add_argument(
+            "address", type=parse_address, help="HOST:PORT, [IPv6]:PORT or unix:PATH"
+        )
+        return command
+
+    connect = subcommand(
         "connect",
-        help="bridge stdin/stdout with a stream socket",
-        description=(
-            "Send stdin to ADDRESS and write what comes back to stdout. When stdin ends,"
-            " everything is sent, the socket is half-closed, and output goes on until the"
-            " server closes; then it exits 0. Exit 1 on a runtime error, 2 on bad usage."
-        ),
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "bridge stdin/stdout with a stream socket",
+        "Send stdin to ADDRESS and write what comes back to stdout. When stdin ends,"
+        " everything is sent, the socket is half-closed, and output goes on until the"
+        " server closes; then it exits 0.",
     )
-    connect.add_argument("address", type=parse_address, help="HOST:PORT, [IPv6]:PORT or unix:PATH")
     connect.add_argument("--line", action="store_true", help="pass whole lines only")
     connect.add_argument(
         "--timeout",
@@ -133,18 +142,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="give up (exit 1) when connecting or waiting takes longer than S seconds",
     )
-    serve = commands.add_parser(
+    serve = subcommand(
         "serve",
-        help="run a line server: a broadcast hub (default) or an echo server",
-        description=(
-            "Listen on ADDRESS and serve lines. Connects and disconnects are logged to"
-            " stderr. SIGINT or SIGTERM closes every client (delivering what is queued)"
-            " and removes the Unix socket file. Exit 1 on a runtime error, 2 on bad usage."
-        ),
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "run a line server: a broadcast hub (default) or an echo server",
+        "Listen on ADDRESS and serve lines. Connects and disconnects are logged to"
+        " stderr. SIGINT or SIGTERM closes every client (delivering what is queued)"
+        " and removes the Unix socket file.",
     )
-    serve.add_argument("address", type=parse_address, help="HOST:PORT, [IPv6]:PORT or unix:PATH")
     mode = serve.add_mutually_exclusive_group()
     mode.add_argument("--echo", action="store_true", help="send each line back to its sender")
     mode.add_argument(
