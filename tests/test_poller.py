@@ -1,6 +1,7 @@
 """The Poller (SPEC section 1 poll() contract), on every selector class."""
 
 import errno
+import logging
 import os
 import selectors
 import signal
@@ -597,16 +598,25 @@ def test_accept_skips_an_error_of_one_connection(poller: Poller, flaky_server: F
     client.close()
 
 
-def test_accept_failing_for_lack_of_fds_keeps_everything_registered(
-    poller: Poller, flaky_server: FlakyServer, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize(
+    ("code", "level"),
+    [(errno.EMFILE, logging.WARNING), (errno.ENOBUFS, logging.WARNING), (errno.EIO, logging.ERROR)],
+)
+def test_accept_failing_backs_off_and_keeps_everything_registered(
+    poller: Poller,
+    flaky_server: FlakyServer,
+    caplog: pytest.LogCaptureFixture,
+    code: int,
+    level: int,
 ) -> None:
     poller.add_server(flaky_server)
     channel = TestChannel()
     poller.register(channel)
-    flaky_server.failure = OSError(errno.EMFILE, "Too many open files")
+    flaky_server.failure = OSError(code, os.strerror(code))
     client = socket.create_connection(flaky_server.getsockname())
     (((addr, _), _),) = poll_until(poller, lambda r: len(r) >= 1)
-    assert "not accepting for 0.25 s" in caplog.text
+    (record,) = [r for r in caplog.records if "not accepting for 0.25 s" in r.getMessage()]
+    assert record.levelno == level
     assert addr == client.getsockname()
     channel.put(b"still here")
     assert poll_until(poller, lambda r: len(r) >= 1) == [(b"still here", channel)]
