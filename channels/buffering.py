@@ -18,7 +18,8 @@ passes through, ``'line'`` is ``LineBuffering()``, and — as in 0.2 — any oth
 value means bytes.
 """
 
-from typing import List, Optional, Protocol, Union, runtime_checkable
+import collections
+from typing import Deque, List, Optional, Protocol, Union, runtime_checkable
 
 from ._errors import LineTooLong
 
@@ -108,22 +109,36 @@ class _BytesFramer:
 class _LineFramer:
     """Frames are delimiter-terminated lines; the tail counts at end of stream.
 
-    The buffer is searched once: ``_searched`` remembers how far a previous
-    search got without finding the delimiter, so a long line arriving in many
-    small chunks is not rescanned from its start each time. A line longer
-    than ``max_length`` (delimiter not counted) raises ``LineTooLong``; the
-    buffer is then dropped and the framer takes no more data.
+    Complete lines are cut in bulk: one reverse search for the last delimiter
+    in the buffer, one ``split`` of everything before it, and the lines wait
+    in a deque — per line, Python only pops it. The partial tail stays in the
+    buffer, and ``_searched`` remembers how far a search got without finding
+    a delimiter, so a long line arriving in many small chunks is not rescanned
+    from its start. A line longer than ``max_length`` (delimiter not counted)
+    raises ``LineTooLong`` once the lines before it were taken; the buffer is
+    then dropped and the framer takes no more data.
     """
 
-    __slots__ = ("_buffer", "_delimiter", "_eof", "_failed", "_max_length", "_searched")
+    __slots__ = (
+        "_buffer",
+        "_delimiter",
+        "_eof",
+        "_error",
+        "_failed",
+        "_lines",
+        "_max_length",
+        "_searched",
+    )
 
     def __init__(self, delimiter: bytes, max_length: Optional[int]) -> None:
         self._buffer = bytearray()
+        self._lines: Deque[bytes] = collections.deque()
         self._delimiter = delimiter
         self._max_length = max_length
         self._searched = 0
         self._eof = False
         self._failed = False
+        self._error: Optional[LineTooLong] = None  # raised once the lines before it went
 
     def feed(self, data: bytes) -> None:
         if not self._failed:
@@ -133,18 +148,23 @@ class _LineFramer:
         self._eof = True
 
     def next_frame(self) -> Optional[bytes]:
+        if self._lines:
+            return self._lines.popleft()
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
         buffer = self._buffer
         delimiter = self._delimiter
         # A delimiter may straddle the old end of the buffer: step back over it.
         start = max(0, self._searched - len(delimiter) + 1)
-        found = buffer.find(delimiter, start)
-        if found >= 0:
-            self._check_length(found)
-            end = found + len(delimiter)
-            frame = bytes(buffer[:end])
+        last = buffer.rfind(delimiter, start)
+        if last >= 0:
+            end = last + len(delimiter)
+            chunk = bytes(buffer[:end])
             del buffer[:end]  # O(1) at the front of a bytearray
             self._searched = 0
-            return frame
+            self._cut(chunk)
+            return self.next_frame()
         if self._eof and buffer:
             self._check_length(len(buffer))
             frame = bytes(buffer)
@@ -156,12 +176,37 @@ class _LineFramer:
         self._searched = len(buffer)
         return None
 
+    def _cut(self, chunk: bytes) -> None:
+        """Queue the lines of ``chunk``, which ends with a delimiter."""
+        delimiter = self._delimiter
+        if delimiter == b"\n" and b"\r" not in chunk:
+            lines = chunk.splitlines(keepends=True)  # exact here, and all in C
+        else:
+            parts = chunk.split(delimiter)
+            rest = parts.pop()  # empty, unless the delimiter overlaps itself
+            if rest:  # (b"\n\n" in b"\n\n\n": the split keeps the first one)
+                self._buffer[0:0] = rest
+            lines = [part + delimiter for part in parts]
+        limit = self._max_length
+        if limit is not None and len(chunk) > limit + len(delimiter):
+            width = len(delimiter)
+            for index, line in enumerate(lines):
+                if len(line) - width > limit:
+                    del lines[index:]
+                    self._error = LineTooLong(limit, len(line) - width)
+                    self._release()
+                    break
+        self._lines.extend(lines)
+
     def _check_length(self, length: int) -> None:
         if self._max_length is not None and length > self._max_length:
-            self._buffer = bytearray()  # release the memory
-            self._failed = True
-            self._eof = True
+            self._release()
             raise LineTooLong(self._max_length, length)
+
+    def _release(self) -> None:
+        self._buffer = bytearray()  # release the memory
+        self._failed = True
+        self._eof = True
 
 
 class BytesBuffering:

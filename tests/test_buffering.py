@@ -3,7 +3,7 @@
 from typing import List, Optional
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from channels import (
@@ -207,6 +207,7 @@ streams = st.lists(st.sampled_from([b"a", b"b", b"\n", b"\r", b"\r\n", b"\0", b"
 )
 
 
+@settings(max_examples=500)
 @given(
     stream=streams,
     points=st.lists(st.integers(min_value=0), max_size=20),
@@ -300,3 +301,25 @@ def test_line_buffering_rejects_a_bad_max_length(value: object, error: type) -> 
 
 def test_line_too_long_is_an_endpoint_closed_exception() -> None:
     assert issubclass(LineTooLong, EndpointClosedException)
+
+
+def test_a_self_overlapping_delimiter_is_cut_like_a_forward_scan() -> None:
+    framer = LineBuffering(b"\n\n").new_framer()
+    framer.feed(b"\n\n\n")
+    assert framer.next_frame() == b"\n\n"
+    assert framer.next_frame() is None
+    framer.feed(b"x\n\n")
+    assert framer.next_frame() == b"\nx\n\n"
+    framer.feed(b"\n\n\n")
+    framer.feed_eof()
+    assert frames_of(framer) == [b"\n\n", b"\n"]
+
+
+def test_lines_before_an_overlong_one_in_the_same_chunk_come_first() -> None:
+    framer = LineBuffering(max_length=5).new_framer()
+    framer.feed(b"ok\nfine\n" + b"x" * 9 + b"\nnever\n")
+    assert framer.next_frame() == b"ok\n"
+    assert framer.next_frame() == b"fine\n"
+    with pytest.raises(LineTooLong):
+        framer.next_frame()
+    assert framer.next_frame() is None
