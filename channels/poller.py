@@ -3,9 +3,9 @@
 Design notes:
 
 - One selector (``selectors.DefaultSelector`` unless another class is given)
-  holds every fd, each registered with a small record as its ``data``:
-  ``_Watched`` for a channel, ``_Server`` for a listening socket, ``_Wakeup``
-  for the socketpair that ``wakeup()`` writes to.
+  holds every fd, each registered with a small record (``channels._records``)
+  as its ``data``: ``Watched`` for a channel, ``Server`` for a listening
+  socket, ``Wakeup`` for the socketpair that ``wakeup()`` writes to.
 - Records are also kept by the *identity* of the channel: a closed socket's
   ``fileno()`` is -1, and epoll silently forgets a closed fd, so the fd is not
   a reliable key.
@@ -36,16 +36,24 @@ import contextlib
 import errno
 import functools
 import logging
-import os
-import select
 import selectors
 import socket
-import stat
 import sys
 import time
 from typing import Callable, Dict, List, Optional, Set, Tuple, Union
 
 from ._errors import EndpointClosedException, LineTooLong
+from ._records import (
+    Record,
+    Server,
+    Wakeup,
+    Watched,
+    WriteSide,
+    fd_is_open,
+    identity_of,
+    is_regular_file,
+    record_of,
+)
 from .buffering import BufferingArg, as_buffering
 from .channel import (
     ChannelLike,
@@ -144,120 +152,6 @@ POSIX_SELECT_LIMIT = 1024
 _CHECK_INTERVAL = 0.25
 _CHECK_SLICE = 256
 
-_Identity = Optional[Tuple[int, int]]
-
-
-def _identity(fd: int) -> _Identity:
-    """What the fd refers to (device, inode), to notice it was closed or reused."""
-    if sys.platform == "win32":
-        return None  # Windows sockets are not fds to os.fstat
-    else:  # (an else: for mypy --platform win32)
-        try:
-            info = os.fstat(fd)
-        except OSError:
-            return None
-        return (info.st_dev, info.st_ino)
-
-
-class _Watched:
-    """A registered channel, as the selector's ``data`` and in the identity map."""
-
-    __slots__ = (
-        "always_readable",
-        "channel",
-        "fd",
-        "identity",
-        "lost",
-        "on_close",
-        "on_output",
-        "paused",
-        "reading",
-        "server",
-        "stale",
-        "write_fd",
-        "write_side",
-        "writing",
-    )
-
-    def __init__(self, channel: ChannelLike, fd: int, write_fd: int) -> None:
-        self.channel = channel
-        self.fd = fd
-        # Watched for writing while output is queued: the same fd (a socket)
-        # or another one (a pipe's sink), which then has a record of its own.
-        self.write_fd = write_fd
-        self.write_side = _WriteSide(self) if write_fd != fd else None
-        self.identity = _identity(fd)
-        self.on_close: Optional[Callable[[], None]] = None
-        self.on_output: Optional[Callable[[bool], None]] = None
-        # False once its end was reported: it is then only drained.
-        self.reading = True
-        # pause_reading(): not read until resume_reading().
-        self.paused = False
-        # A regular file, never selected: read by every poll() while reading.
-        self.always_readable = False
-        # True while it has queued output: the fd is watched for writing too.
-        self.writing = False
-        # Its fd went bad behind our back (closed, or reused: stale).
-        self.lost = False
-        # Its fd number was taken over by another file: never read it again.
-        self.stale = False
-        # The server it was accepted from, while it counts against max_clients.
-        self.server: Optional[_Server] = None
-
-    @property
-    def events(self) -> int:
-        return (selectors.EVENT_READ if self.reading and not self.paused else 0) | (
-            selectors.EVENT_WRITE if self.writing else 0
-        )
-
-
-class _WriteSide:
-    """A channel's sink fd, when it is not the fd it reads: selector ``data``."""
-
-    __slots__ = ("watched",)
-
-    def __init__(self, watched: _Watched) -> None:
-        self.watched = watched
-
-
-class _Server:
-    """A listening socket, as the selector's ``data``."""
-
-    __slots__ = ("backing_off", "clients", "fd", "identity", "max_clients", "resume_at", "sock")
-
-    def __init__(self, sock: socket.socket, max_clients: Optional[int]) -> None:
-        self.sock = sock
-        self.fd = sock.fileno()
-        self.identity = _identity(self.fd)
-        self.max_clients = max_clients
-        self.clients = 0
-        self.resume_at = 0.0  # not watched before this (back-off)
-        self.backing_off = False
-
-    def wanted(self, now: float) -> bool:
-        """Should the server's fd be watched now?"""
-        below_cap = self.max_clients is None or self.clients < self.max_clients
-        return below_cap and now >= self.resume_at
-
-
-class _Wakeup:
-    """The read end of the socketpair ``wakeup()`` writes to."""
-
-    __slots__ = ("sock",)
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-
-
-_Record = Union[_Watched, _WriteSide, _Server, _Wakeup]
-
-
-def _record(key: selectors.SelectorKey) -> _Record:
-    """Narrow a selector key's ``data`` (typed ``Any``) to what we put there."""
-    data = key.data
-    assert isinstance(data, (_Watched, _WriteSide, _Server, _Wakeup))
-    return data
-
 
 class Poller:
     """Waits for data on registered channels and accepts clients of servers.
@@ -286,12 +180,12 @@ class Poller:
         self._strategy = as_buffering(buffering)
         self._read_budget = read_budget
         self._selector = (selector or selectors.DefaultSelector)()
-        self._channels: Dict[int, _Watched] = {}
+        self._channels: Dict[int, Watched] = {}
         # Closed while registered, or whose fd went bad: reported by the next poll().
-        self._closed: Dict[int, _Watched] = {}
+        self._closed: Dict[int, Watched] = {}
         # Used up their read budget: read again by the next poll(), without waiting.
-        self._unfinished: Dict[int, _Watched] = {}
-        self._servers: Dict[int, _Server] = {}
+        self._unfinished: Dict[int, Watched] = {}
+        self._servers: Dict[int, Server] = {}
         self._results: List[_Collected] = []
         self._woken = False
         self._next_check = 0.0
@@ -299,7 +193,7 @@ class Poller:
         wake_r, self._wake_w = socket.socketpair()
         wake_r.setblocking(False)
         self._wake_w.setblocking(False)
-        self._wakeup = _Wakeup(wake_r)
+        self._wakeup = Wakeup(wake_r)
         self._selector.register(wake_r.fileno(), selectors.EVENT_READ, self._wakeup)
 
     @property
@@ -328,7 +222,7 @@ class Poller:
         """
         self._register(channel)
 
-    def _register(self, channel: ChannelLike) -> _Watched:
+    def _register(self, channel: ChannelLike) -> Watched:
         self._check_open("register() with")
         if not isinstance(channel, ChannelLike):
             raise TypeError(
@@ -353,11 +247,11 @@ class Poller:
         if isinstance(channel, QueuedWriter):
             with contextlib.suppress(NotImplementedError):  # it cannot write: no matter
                 write_fd = channel.get_write_fd()
-        watched = _Watched(channel, fd, write_fd)
+        watched = Watched(channel, fd, write_fd)
         try:
             self._selector.register(fd, selectors.EVENT_READ, watched)
         except PermissionError as exc:
-            if not _is_regular_file(fd):
+            if not is_regular_file(fd):
                 raise ValueError(
                     f"cannot register {channel!r}: fd {fd} cannot be watched: {exc}"
                 ) from exc
@@ -445,7 +339,7 @@ class Poller:
             raise ValueError(f"max_clients must be a positive int or None, not {max_clients!r}")
         if id(sock) in self._servers:
             return
-        server = _Server(sock, max_clients)
+        server = Server(sock, max_clients)
         self._evict_stale(server.fd)
         self._check_select_limit(server.fd, sock)
         sock.setblocking(False)
@@ -597,17 +491,17 @@ class Poller:
             read_already.add(id(watched))
             self._read(watched)
         for key, events in ready:
-            self._dispatch(_record(key), events, read_already)
+            self._dispatch(record_of(key), events, read_already)
         self._report_closed()
 
-    def _dispatch(self, record: _Record, events: int, read_already: Set[int]) -> None:
+    def _dispatch(self, record: Record, events: int, read_already: Set[int]) -> None:
         """Act on one ready fd."""
-        if isinstance(record, _Wakeup):
+        if isinstance(record, Wakeup):
             self._drain_wakeups()
-        elif isinstance(record, _Server):
+        elif isinstance(record, Server):
             if self._servers.get(id(record.sock)) is record:
                 self._accept(record)
-        elif isinstance(record, _WriteSide):
+        elif isinstance(record, WriteSide):
             watched = record.watched
             if self._watching(watched) and watched.writing:
                 self._flush(watched)
@@ -617,7 +511,7 @@ class Poller:
             if events & selectors.EVENT_WRITE and self._watching(record) and record.writing:
                 self._flush(record)
 
-    def _read_if_watched(self, watched: _Watched) -> None:
+    def _read_if_watched(self, watched: Watched) -> None:
         if self._watching(watched) and watched.reading and not watched.paused:
             self._read(watched)
 
@@ -638,10 +532,10 @@ class Poller:
         except BlockingIOError:
             pass
 
-    def _watching(self, watched: _Watched) -> bool:
+    def _watching(self, watched: Watched) -> bool:
         return self._channels.get(id(watched.channel)) is watched
 
-    def _read(self, watched: _Watched) -> None:
+    def _read(self, watched: Watched) -> None:
         channel = watched.channel
         results = self._results
         budget = self._read_budget
@@ -670,7 +564,7 @@ class Poller:
             self._forget(watched)
             self._report_end(watched, CloseReason.FD_LOST)
 
-    def _reading_ended(self, watched: _Watched, exc: EndpointClosedException) -> None:
+    def _reading_ended(self, watched: Watched, exc: EndpointClosedException) -> None:
         """Report the channel's end once; go on delivering what it writes."""
         if watched.lost:
             reason = CloseReason.FD_LOST
@@ -689,7 +583,7 @@ class Poller:
         else:  # it closed while registered: nothing more will come
             self._forget(watched)
 
-    def _flush(self, watched: _Watched) -> None:
+    def _flush(self, watched: Watched) -> None:
         channel = watched.channel
         assert isinstance(channel, QueuedWriter)
         try:
@@ -710,7 +604,7 @@ class Poller:
 
     # -- accepting ----------------------------------------------------------
 
-    def _accept(self, server: _Server) -> None:
+    def _accept(self, server: Server) -> None:
         for _ in range(MAX_ACCEPTS_PER_POLL):
             if not server.wanted(time.monotonic()):
                 self._update_server(server)
@@ -735,7 +629,7 @@ class Poller:
             server.clients += 1
             self._results.append(ClientAccepted(server.sock, client, addr))
 
-    def _report_end(self, watched: _Watched, reason: Optional[CloseReason]) -> None:
+    def _report_end(self, watched: Watched, reason: Optional[CloseReason]) -> None:
         """Report the channel closed; reason None: it was closed locally."""
         channel = watched.channel
         undelivered = getattr(channel, "undelivered", 0)
@@ -747,7 +641,7 @@ class Poller:
             )
         )
 
-    def _back_off(self, server: _Server, exc: OSError) -> None:
+    def _back_off(self, server: Server, exc: OSError) -> None:
         """Stop watching the server for a while, so a lack of fds cannot spin."""
         if not server.backing_off:  # log once per episode, not once per retry
             server.backing_off = True
@@ -761,7 +655,7 @@ class Poller:
         server.resume_at = time.monotonic() + ACCEPT_BACKOFF
         self._update_server(server)
 
-    def _leave_server(self, watched: _Watched) -> None:
+    def _leave_server(self, watched: Watched) -> None:
         """The client no longer counts against its server's max_clients."""
         server, watched.server = watched.server, None
         if server is not None:
@@ -769,7 +663,7 @@ class Poller:
             if self._servers.get(id(server.sock)) is server:
                 self._update_server(server)
 
-    def _update_server(self, server: _Server) -> None:
+    def _update_server(self, server: Server) -> None:
         key = self._selector.get_map().get(server.fd)
         selected = key is not None and key.data is server
         wanted = server.wanted(time.monotonic())
@@ -779,13 +673,13 @@ class Poller:
         elif selected and not wanted:
             self._selector.unregister(server.fd)
 
-    def _drop_server(self, server: _Server) -> None:
+    def _drop_server(self, server: Server) -> None:
         self._servers.pop(id(server.sock), None)
         self._unselect(server.fd, server)
 
     # -- bookkeeping --------------------------------------------------------
 
-    def _channel_closed(self, watched: _Watched) -> None:
+    def _channel_closed(self, watched: Watched) -> None:
         """Called back by a channel closing while registered, before its fd closes."""
         key = id(watched.channel)
         if self._channels.get(key) is not watched:
@@ -797,13 +691,13 @@ class Poller:
         self._unselect_all(watched)
         self._closed[key] = watched
 
-    def _output_changed(self, watched: _Watched, pending: bool) -> None:
+    def _output_changed(self, watched: Watched, pending: bool) -> None:
         """Called back by a channel whose queued output appeared or drained."""
         if self._watching(watched) and watched.writing != pending:
             watched.writing = pending
             self._update_events(watched)
 
-    def _update_events(self, watched: _Watched) -> None:
+    def _update_events(self, watched: Watched) -> None:
         """Select the fds for what the record needs now, or not at all."""
         read_events = 0 if watched.always_readable else watched.events & selectors.EVENT_READ
         try:
@@ -826,7 +720,7 @@ class Poller:
             # of its close: nothing left to do for it.
             self._forget(watched)
 
-    def _select(self, fd: int, events: int, record: _Record) -> None:
+    def _select(self, fd: int, events: int, record: Record) -> None:
         """Have ``fd`` selected for ``events`` (0: not at all) on behalf of ``record``."""
         key = self._selector.get_map().get(fd)
         selected = key is not None and key.data is record
@@ -838,12 +732,12 @@ class Poller:
         elif selected:
             self._selector.unregister(fd)
 
-    def _unselect_all(self, watched: _Watched) -> None:
+    def _unselect_all(self, watched: Watched) -> None:
         self._unselect(watched.fd, watched)
         if watched.write_side is not None:
             self._unselect(watched.write_fd, watched.write_side)
 
-    def _forget(self, watched: _Watched) -> None:
+    def _forget(self, watched: Watched) -> None:
         key = id(watched.channel)
         if self._channels.get(key) is watched:
             del self._channels[key]
@@ -862,7 +756,7 @@ class Poller:
             channel.remove_output_callback(watched.on_output)
             watched.on_output = None
 
-    def _set_aside(self, watched: _Watched, *, stale: bool) -> None:
+    def _set_aside(self, watched: Watched, *, stale: bool) -> None:
         """The channel's fd went bad: report it closed at the next poll()."""
         if not self._watching(watched):
             return
@@ -876,7 +770,7 @@ class Poller:
         watched.lost = True
         self._closed[id(watched.channel)] = watched
 
-    def _unselect(self, fd: int, record: _Record) -> None:
+    def _unselect(self, fd: int, record: Record) -> None:
         """Remove ``fd`` from the selector if it is still registered for ``record``."""
         key = self._selector.get_map().get(fd)
         if key is not None and key.data is record:
@@ -887,13 +781,13 @@ class Poller:
         key = self._selector.get_map().get(fd)
         if key is None:
             return
-        record = _record(key)
+        record = record_of(key)
         self._selector.unregister(fd)
-        if isinstance(record, _Server):
+        if isinstance(record, Server):
             _LOGGER.warning("fd %d was reused; dropping server %r", fd, record.sock)
             self._drop_server(record)
-        elif isinstance(record, (_Watched, _WriteSide)):
-            watched = record if isinstance(record, _Watched) else record.watched
+        elif isinstance(record, (Watched, WriteSide)):
+            watched = record if isinstance(record, Watched) else record.watched
             _LOGGER.warning(
                 "fd %d was reused; %r lost its fd and is reported closed", fd, watched.channel
             )
@@ -901,7 +795,7 @@ class Poller:
 
     def _check_fds(self) -> None:
         """Check a slice of the fds against what they referred to when registered."""
-        records: List[Union[_Watched, _Server]] = [
+        records: List[Union[Watched, Server]] = [
             *self._channels.values(),
             *self._servers.values(),
         ]
@@ -911,10 +805,10 @@ class Poller:
         chosen = records[start : start + _CHECK_SLICE]
         self._check_cursor = start + len(chosen)
         for record in chosen:
-            now = _identity(record.fd)
+            now = identity_of(record.fd)
             if now == record.identity:
                 continue
-            if isinstance(record, _Server):
+            if isinstance(record, Server):
                 _LOGGER.warning("dropping server %r: its fd %d was closed", record.sock, record.fd)
                 self._drop_server(record)
             else:
@@ -929,35 +823,17 @@ class Poller:
         about an fd and is raised again.
         """
         bad = [
-            _record(key)
+            record_of(key)
             for key in list(self._selector.get_map().values())
-            if not _fd_is_open(key.fd)
+            if not fd_is_open(key.fd)
         ]
         if not bad:
             raise exc
         for record in bad:
-            if isinstance(record, _Server):
+            if isinstance(record, Server):
                 _LOGGER.warning("dropping server %r: its fd %d was closed", record.sock, record.fd)
                 self._drop_server(record)
-            elif isinstance(record, _Watched):
+            elif isinstance(record, Watched):
                 self._set_aside(record, stale=False)
-            elif isinstance(record, _WriteSide):
+            elif isinstance(record, WriteSide):
                 self._set_aside(record.watched, stale=False)
-
-
-def _is_regular_file(fd: int) -> bool:
-    try:
-        return stat.S_ISREG(os.fstat(fd).st_mode)
-    except OSError:
-        return False
-
-
-def _fd_is_open(fd: int) -> bool:
-    try:
-        if sys.platform == "win32":  # Windows sockets are not fds to os.fstat
-            select.select([fd], [], [], 0)
-        else:
-            os.fstat(fd)
-    except (OSError, ValueError):
-        return False
-    return True

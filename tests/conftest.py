@@ -65,7 +65,7 @@ def watched_fds(poller: Poller) -> List[int]:
     return [
         key.fd
         for key in poller.selector.get_map().values()
-        if type(key.data).__name__ in ("_Watched", "_Server")
+        if type(key.data).__name__ in ("Watched", "Server")
     ]
 
 
