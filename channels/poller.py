@@ -179,7 +179,8 @@ class Poller:
             raise ValueError(f"read_budget must be at least 1 byte, not {read_budget}")
         self._strategy = as_buffering(buffering)
         self._read_budget = read_budget
-        self._selector = (selector or selectors.DefaultSelector)()
+        self._selector_factory = selector or selectors.DefaultSelector
+        self._selector = self._selector_factory()
         self._channels: Dict[int, Watched] = {}
         # Closed while registered, or whose fd went bad: reported by the next poll().
         self._closed: Dict[int, Watched] = {}
@@ -358,12 +359,16 @@ class Poller:
     def close_all(self) -> None:
         """Close every registered channel and server.
 
-        The channels are reported as closed, ``(b'', channel)``, by the next
+        Queued output is delivered first, to all channels at once: each may
+        stall for its own ``linger`` (not one after another); a channel whose
+        reader took nothing for that long is aborted, with a warning. The
+        channels are reported as closed, ``(b'', channel)``, by the next
         ``poll()``; the servers are forgotten.
         """
         for server in list(self._servers.values()):
             self._drop_server(server)
             server.sock.close()
+        self._deliver_all()
         errors: List[BaseException] = []
         for watched in list(self._channels.values()):
             try:
@@ -374,6 +379,58 @@ class Poller:
                 self._channel_closed(watched)  # a channel that does not call back
         if errors:
             raise errors[0]
+
+    def _deliver_all(self) -> None:
+        """Flush every channel's queued output concurrently, each within its linger."""
+        pending = {
+            id(watched): watched
+            for watched in self._channels.values()
+            if watched.writing and isinstance(watched.channel, QueuedWriter)
+        }
+        if not pending:
+            return
+        stalls: Dict[int, float] = {}  # when each one's reader stalled since
+        with self._selector_factory() as watch:
+            now = time.monotonic()
+            for key, watched in pending.items():
+                watch.register(watched.write_fd, selectors.EVENT_WRITE, key)
+                stalls[key] = now
+            while pending:
+                expiry = {key: stalls[key] + _linger_of(w.channel) for key, w in pending.items()}
+                left = max(0.0, min(expiry.values()) - time.monotonic())
+                for key_event, _ in watch.select(left):
+                    key = key_event.data
+                    channel = pending[key].channel
+                    assert isinstance(channel, QueuedWriter)
+                    before = channel.write_buffer_size
+                    try:
+                        done = channel.flush(0)
+                    except (EndpointClosedException, *_BAD_CHANNEL_ERRORS):
+                        done = True  # gone: its close() has nothing left to wait for
+                    if done:
+                        watch.unregister(key_event.fd)
+                        del pending[key]
+                    elif channel.write_buffer_size < before:
+                        stalls[key] = time.monotonic()
+                now = time.monotonic()
+                for key in [k for k in pending if expiry[k] <= now]:
+                    watched = pending.pop(key)
+                    watch.unregister(watched.write_fd)
+                    self._give_up(watched)
+
+    def _give_up(self, watched: Watched) -> None:
+        channel = watched.channel
+        assert isinstance(channel, QueuedWriter)
+        dropped = channel.write_buffer_size
+        _LOGGER.warning(
+            "closing %r: the reader took nothing for %.1f s; %d queued bytes dropped",
+            channel,
+            _linger_of(channel),
+            dropped,
+        )
+        abort = getattr(channel, "abort", None)
+        if callable(abort):
+            abort()
 
     def close(self) -> None:
         """``close_all()``, then release the Poller's own fds (selector, wakeup).
@@ -837,3 +894,8 @@ class Poller:
                 self._set_aside(record, stale=False)
             elif isinstance(record, WriteSide):
                 self._set_aside(record.watched, stale=False)
+
+
+def _linger_of(channel: object) -> float:
+    linger = getattr(channel, "linger", 0.0)
+    return float(linger) if isinstance(linger, (int, float)) else 0.0

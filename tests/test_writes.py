@@ -681,3 +681,48 @@ def test_a_shared_blocking_sink_never_blocks_a_write() -> None:
     assert bytes(received) == b"x" * 10_000
     channel.close()
     os.close(r)
+
+
+def test_close_all_delivers_to_every_channel_at_once_each_within_its_linger(
+    poller: Poller, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Stalled readers cost one linger in all, not one each."""
+    stalled = []
+    for _ in range(3):
+        mine, theirs = small_socketpair()
+        channel = SocketChannel(mine, linger=0.3)
+        poller.register(channel)
+        fill(channel)
+        stalled.append((channel, theirs))
+    slow_mine, slow_theirs = small_socketpair()
+    slow = SocketChannel(slow_mine, linger=0.3)
+    poller.register(slow)
+    payload = os.urandom(2 * 1024 * 1024)
+    slow.write(payload)
+    received = bytearray()
+    pace = threading.Event()
+
+    def read_slowly() -> None:  # keeps reading, for longer than the linger
+        slow_theirs.settimeout(DEADLINE)
+        while chunk := slow_theirs.recv(16384):
+            received.extend(chunk)
+            pace.wait(0.002)
+
+    reader = threading.Thread(target=read_slowly)
+    reader.start()
+    start = time.monotonic()
+    poller.close_all()
+    took = time.monotonic() - start
+    reader.join(DEADLINE * 2)
+    assert bytes(received) == payload  # the slow reader got everything
+    assert slow.undelivered == 0
+    assert all(channel.undelivered > 0 for channel, _ in stalled)
+    assert took < 3 * 0.3, f"{took:.2f} s: the stalls were waited for one after another"
+    assert caplog.text.count("queued bytes dropped") == 3
+    results = poller.poll(DEADLINE)
+    assert sorted(map(id, (c for _, c in results))) == sorted(
+        map(id, [slow, *(c for c, _ in stalled)])
+    )
+    for _, theirs in stalled:
+        theirs.close()
+    slow_theirs.close()
