@@ -531,12 +531,14 @@ class Channel(abc.ABC):
         stalled_since = time.monotonic()
         while True:
             before = self._queued
+            lost_before = self._undelivered
             try:
-                self._push()
-            except OSError as exc:
-                self._write_failure = exc
-                dropped = self._drop_queue()
-                _LOGGER.warning("closing %r: %d bytes not delivered: %s", self, dropped, exc)
+                self._push_or_fail("close of")
+            except EndpointClosedException as exc:
+                dropped = self._undelivered - lost_before
+                _LOGGER.warning(
+                    "closing %r: %d bytes not delivered: %s", self, dropped, exc.__cause__
+                )
                 return
             if not self._queued:
                 return
