@@ -10,6 +10,7 @@ from ._errors import LineTooLong as LineTooLong
 from ._errors import WriteBufferFullError as WriteBufferFullError
 from .buffering import Buffering as Buffering
 from .buffering import BufferingArg as BufferingArg
+from .buffering import BulkFramer as BulkFramer
 from .buffering import BytesBuffering as BytesBuffering
 from .buffering import Framer as Framer
 from .buffering import LineBuffering as LineBuffering
@@ -20,10 +21,12 @@ from .channel import CloseNotifier as CloseNotifier
 from .channel import PipeChannel as PipeChannel
 from .channel import QueuedWriter as QueuedWriter
 from .channel import SocketChannel as SocketChannel
+from .events import BatchEvent as BatchEvent
 from .events import ChannelClosed as ChannelClosed
 from .events import ClientAccepted as ClientAccepted
 from .events import CloseReason as CloseReason
 from .events import DataReceived as DataReceived
+from .events import FramesReceived as FramesReceived
 from .events import PollEvent as PollEvent
 from .poller import AcceptEvent as AcceptEvent
 from .poller import DataEvent as DataEvent
@@ -33,8 +36,10 @@ from .poller import SocketAddress as SocketAddress
 
 __all__ = [
     "AcceptEvent",
+    "BatchEvent",
     "Buffering",
     "BufferingArg",
+    "BulkFramer",
     "BytesBuffering",
     "BytesLike",
     "Channel",
@@ -48,6 +53,7 @@ __all__ = [
     "DataReceived",
     "EndpointClosedException",
     "Framer",
+    "FramesReceived",
     "LineBuffering",
     "LineTooLong",
     "PipeChannel",

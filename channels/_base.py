@@ -30,6 +30,7 @@ from typing import (
     List,
     Optional,
     Protocol,
+    Tuple,
     TypeVar,
     Union,
     cast,
@@ -37,7 +38,7 @@ from typing import (
 )
 
 from ._errors import EndpointClosedException, LineTooLong, WriteBufferFullError
-from .buffering import BufferingArg, as_buffering
+from .buffering import BufferingArg, BulkFramer, as_buffering
 
 __all__ = [
     "DEFAULT_HIGH_WATER",
@@ -69,6 +70,14 @@ small enough that thousands of slow peers cannot exhaust memory."""
 DEFAULT_LINGER = 5.0
 """Seconds ``close()`` waits for a reader that makes no progress before it
 drops the output still queued."""
+
+# What Channel._read_frames() tells its caller about what may follow the frames.
+DRAINED = 0
+"""The OS had nothing more: wait until the fd is readable again."""
+MORE = 1
+"""The call read its ``max_bytes``: more may be waiting in the OS already."""
+AGAIN = 2
+"""Reading ended, or the framer found an error: call again now to learn it."""
 
 IOV_BATCH = 64
 """Queued chunks handed to one ``sendmsg``/``writev`` call at most."""
@@ -180,13 +189,14 @@ def wait_writable(fd: int, timeout: Optional[float]) -> None:
         select.select([], [fd], [fd], timeout)
 
 
-def receive(recv: Callable[[int], bytes], at_eof: str) -> bytes:
-    """One read syscall: the bytes there are, ``b''`` if none yet.
+def receive(recv: Callable[[int], bytes], at_eof: str, size: int = READ_SIZE) -> bytes:
+    """One read syscall of at most ``size`` bytes: the bytes there are,
+    ``b''`` if none yet.
 
     The one translator of read errors: an ``OSError`` means that end is gone.
     """
     try:
-        data = recv(READ_SIZE)
+        data = recv(size)
     except BlockingIOError:
         return b""
     except OSError as exc:
@@ -197,6 +207,17 @@ def receive(recv: Callable[[int], bytes], at_eof: str) -> bytes:
 
 
 _Self = TypeVar("_Self", bound="Channel")
+
+FrameReader = Callable[[int], Tuple[List[bytes], int]]
+"""``Channel._read_frames``: ``max_bytes`` in, ``(frames, DRAINED/MORE/AGAIN)`` out."""
+
+
+def frame_reader(channel: object) -> Optional[FrameReader]:
+    """The channel's bulk read, if it is a ``Channel`` whose ``read()`` is the
+    base class's own (a subclass that overrides ``read()`` is read with it)."""
+    if isinstance(channel, Channel) and type(channel).read is Channel.read:
+        return channel._read_frames
+    return None
 
 
 def _check_high_water(value: object) -> int:
@@ -242,6 +263,11 @@ class Channel(abc.ABC):
         strategy = as_buffering(buffering)
         self._buffering = strategy.name
         self._framer = strategy.new_framer()
+        # What the next _read() asks of the OS: less than READ_SIZE when
+        # _fill() is near its limit (a 0.2 subclass's _read() may ignore it).
+        self._read_size = READ_SIZE
+        framer = self._framer
+        self._bulk: Optional[BulkFramer] = framer if isinstance(framer, BulkFramer) else None
         self._high_water = _check_high_water(high_water)
         self._linger = _check_linger(linger)
         self._closed = False
@@ -314,36 +340,76 @@ class Channel(abc.ABC):
             if frame is not None:
                 return frame
             if self._end is None:
-                self._fill()
+                self._fill(MAX_READ_PER_CALL)
                 frame = framer.next_frame()
                 if frame is not None:
                     return frame
                 if self._end is None:
                     return b""
         except LineTooLong as exc:
-            error = LineTooLong(exc.max_length, exc.length, source=f"read from {self!r}")
-            self._end_reading(str(error), error)
-            raise error from None
-        raise EndpointClosedException(f"read from {self!r}: {self._end}") from self._end_cause
+            raise self._line_too_long(exc) from None
+        raise self._ended()
 
-    def _fill(self) -> None:
-        """Feed the framer until the OS has nothing more now, or reading ended.
+    def _read_frames(self, max_bytes: int) -> Tuple[List[bytes], int]:
+        """Every complete frame available now, and what may follow them.
+
+        The ``Poller``'s fast path, equivalent to calling ``read()`` until it
+        returns ``b''`` (reading at most ``max_bytes`` from the OS), but with
+        no Python call per frame. The second item is ``DRAINED``, ``MORE`` or
+        ``AGAIN``. Raises as ``read()`` does once there are no frames left.
+        """
+        bulk = self._bulk
+        state = DRAINED if self._end is None and self._fill(max_bytes) else MORE
+        try:
+            if bulk is None:
+                frames = []
+                frame = self._framer.next_frame()
+                while frame is not None:
+                    frames.append(frame)
+                    frame = self._framer.next_frame()
+            else:
+                frames = bulk.take_frames()
+        except LineTooLong as exc:
+            raise self._line_too_long(exc) from None
+        if self._end is not None or (bulk is not None and bulk.error_waiting):
+            if not frames:
+                if self._end is None:  # the framer's error: take_frames() raises it
+                    return self._read_frames(max_bytes)
+                raise self._ended()
+            return frames, AGAIN
+        return frames, state
+
+    def _line_too_long(self, exc: LineTooLong) -> LineTooLong:
+        error = LineTooLong(exc.max_length, exc.length, source=f"read from {self!r}")
+        self._end_reading(str(error), error)
+        return error
+
+    def _ended(self) -> EndpointClosedException:
+        error = EndpointClosedException(f"read from {self!r}: {self._end}")
+        error.__cause__ = self._end_cause
+        return error
+
+    def _fill(self, max_bytes: int) -> bool:
+        """Feed the framer until the OS has nothing more now, or reading ended,
+        or ``max_bytes`` were fed; True if the OS had nothing more.
 
         Reading on until the OS has nothing left is what lets one call see both
         a final partial line and the close behind it.
         """
         framer = self._framer
         total = 0
-        while total < MAX_READ_PER_CALL:
+        while total < max_bytes:
+            self._read_size = min(READ_SIZE, max_bytes - total)
             try:
                 data = self._read()
             except EndpointClosedException as exc:
                 self._end_reading(str(exc) or "the other end closed", exc.__cause__)
-                return
+                return True
             if not data:
-                return
+                return True
             framer.feed(data)
             total += len(data)
+        return False
 
     def _end_reading(self, why: str, cause: Optional[BaseException]) -> None:
         if self._end is None:

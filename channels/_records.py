@@ -15,7 +15,7 @@ import stat
 import sys
 from typing import Callable, Optional, Tuple, Union
 
-from ._base import ChannelLike
+from ._base import ChannelLike, frame_reader
 
 __all__ = [
     "Identity",
@@ -57,6 +57,7 @@ class Watched:
         "on_close",
         "on_output",
         "paused",
+        "read_frames",
         "reading",
         "server",
         "stale",
@@ -87,6 +88,8 @@ class Watched:
         self.lost = False
         # Its fd number was taken over by another file: never read it again.
         self.stale = False
+        # Reads all frames at once: see Channel._read_frames.
+        self.read_frames = frame_reader(channel)
         # The server it was accepted from, while it counts against max_clients.
         self.server: Optional[Server] = None
 

@@ -27,6 +27,7 @@ __all__ = [
     "DEFAULT_MAX_LINE_LENGTH",
     "Buffering",
     "BufferingArg",
+    "BulkFramer",
     "BytesBuffering",
     "Framer",
     "LineBuffering",
@@ -53,6 +54,29 @@ class Framer(Protocol):
 
     def next_frame(self) -> Optional[bytes]:
         """Remove and return the next complete frame, or None if there is none."""
+        ...
+
+
+@runtime_checkable
+class BulkFramer(Framer, Protocol):
+    """A framer that also hands out all its complete frames at once.
+
+    Optional: a channel uses ``take_frames`` when its framer has it (the
+    built-in ones do), which is what lets a ``Poller`` deliver many lines per
+    read syscall without a Python call per line.
+    """
+
+    def take_frames(self) -> List[bytes]:
+        """Remove and return every complete frame, oldest first (``[]`` if none).
+
+        An error found after some frames (a line too long) is raised by the
+        next call, so the frames before it are not lost.
+        """
+        ...
+
+    @property
+    def error_waiting(self) -> bool:
+        """True when the next ``take_frames()`` raises the error it found."""
         ...
 
 
@@ -105,6 +129,14 @@ class _BytesFramer:
         chunks.clear()
         return frame
 
+    def take_frames(self) -> List[bytes]:
+        frame = self.next_frame()
+        return [] if frame is None else [frame]
+
+    @property
+    def error_waiting(self) -> bool:
+        return False
+
 
 class _LineFramer:
     """Frames are delimiter-terminated lines; the tail counts at end of stream.
@@ -148,9 +180,20 @@ class _LineFramer:
         self._eof = True
 
     def next_frame(self) -> Optional[bytes]:
-        if self._lines:
-            return self._lines.popleft()
+        if not self._lines:
+            self._lines.extend(self.take_frames())
+        return self._lines.popleft() if self._lines else None
+
+    @property
+    def error_waiting(self) -> bool:
+        return self._error is not None
+
+    def take_frames(self) -> List[bytes]:
+        frames = list(self._lines)  # left over by next_frame()
+        self._lines.clear()
         if self._error is not None:
+            if frames:
+                return frames
             error, self._error = self._error, None
             raise error
         buffer = self._buffer
@@ -163,21 +206,31 @@ class _LineFramer:
             chunk = bytes(buffer[:end])
             del buffer[:end]  # O(1) at the front of a bytearray
             self._searched = 0
-            self._cut(chunk)
-            return self.next_frame()
-        if self._eof and buffer:
-            self._check_length(len(buffer))
-            frame = bytes(buffer)
-            buffer.clear()
-            self._searched = 0
-            return frame
-        # The tail may be the start of a delimiter, which the limit does not count.
-        self._check_length(len(buffer) - len(delimiter) + 1)
-        self._searched = len(buffer)
-        return None
+            lines = self._cut(chunk)
+            if frames:
+                frames += lines
+            else:
+                frames = lines
+            if self.error_waiting:  # (_cut() found a line too long)
+                return frames or self.take_frames()  # (which raises it)
+        try:
+            if self._eof and buffer:
+                self._check_length(len(buffer))
+                frames.append(bytes(buffer))
+                buffer.clear()
+                self._searched = 0
+            elif not self._eof:
+                # The tail may be the start of a delimiter, which the limit does not count.
+                self._check_length(len(buffer) - len(delimiter) + 1)
+                self._searched = len(buffer)
+        except LineTooLong as error:
+            if not frames:
+                raise
+            self._error = error
+        return frames
 
-    def _cut(self, chunk: bytes) -> None:
-        """Queue the lines of ``chunk``, which ends with a delimiter."""
+    def _cut(self, chunk: bytes) -> List[bytes]:
+        """Return the lines of ``chunk``, which ends with a delimiter."""
         delimiter = self._delimiter
         if delimiter == b"\n" and b"\r" not in chunk:
             lines = chunk.splitlines(keepends=True)  # exact here, and all in C
@@ -196,7 +249,7 @@ class _LineFramer:
                     self._error = LineTooLong(limit, len(line) - width)
                     self._release()
                     break
-        self._lines.extend(lines)
+        return lines
 
     def _check_length(self, length: int) -> None:
         if self._max_length is not None and length > self._max_length:

@@ -143,7 +143,9 @@ class PipeChannel(Channel):
             raise EndpointClosedException("the channel was closed")
         if self._shared and not _ready(self._faucet, writing=False):
             return b""  # one read() only when it cannot block
-        return receive(lambda size: os.read(self._faucet, size), "the writer closed the pipe")
+        return receive(
+            lambda size: os.read(self._faucet, size), "the writer closed the pipe", self._read_size
+        )
 
     def _send(self, queue: Deque[memoryview]) -> int:
         if self._shared:
@@ -274,7 +276,7 @@ class SocketChannel(Channel):
     def _read(self) -> bytes:
         if self._closed:
             raise EndpointClosedException("the channel was closed")
-        return receive(self._sock.recv, "the peer closed the connection")
+        return receive(self._sock.recv, "the peer closed the connection", self._read_size)
 
     def _send(self, queue: Deque[memoryview]) -> int:
         if sys.platform != "win32" and len(queue) > 1:

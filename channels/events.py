@@ -5,20 +5,30 @@ tell apart by ``isinstance`` on their first element (and pyright does not).
 These frozen dataclasses carry the same news, and more of it — why a channel
 closed, and how many written bytes it could not deliver — so ``isinstance``
 (or ``match``) narrows each one, and ``assert_never`` checks that a handler
-covers them all. Both methods come from one implementation: the Poller
-collects these events (data as plain tuples, the hot path) and each method
-only converts.
+covers them all. ``poll_batches()`` gives all frames a channel had at once as
+one ``FramesReceived``: no object per frame, the fastest way to consume lines.
+All three methods come from one implementation: the Poller collects these
+events (data as plain ``(frames, channel)`` tuples, the hot path) and each
+method only converts.
 """
 
 import dataclasses
 import enum
 import socket
-from typing import Tuple, Union
+from typing import List, Tuple, Union
 
 from ._base import ChannelLike
 from .channel import SocketChannel
 
-__all__ = ["ChannelClosed", "ClientAccepted", "CloseReason", "DataReceived", "PollEvent"]
+__all__ = [
+    "BatchEvent",
+    "ChannelClosed",
+    "ClientAccepted",
+    "CloseReason",
+    "DataReceived",
+    "FramesReceived",
+    "PollEvent",
+]
 
 SocketAddress = Union[Tuple[str, int], Tuple[str, int, int, int], str, bytes]
 
@@ -50,6 +60,16 @@ class DataReceived:
     def as_tuple(self) -> Tuple[bytes, ChannelLike]:
         """The 0.2 form of this event."""
         return (self.data, self.channel)
+
+
+@dataclasses.dataclass(frozen=True)
+class FramesReceived:
+    """Frames from a channel, oldest first: what ``poll_batches()`` gives
+    instead of one ``DataReceived`` per frame. Never empty."""
+
+    __slots__ = ("channel", "frames")
+    channel: ChannelLike
+    frames: List[bytes]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,3 +105,6 @@ class ClientAccepted:
 
 PollEvent = Union[DataReceived, ChannelClosed, ClientAccepted]
 """One item of ``Poller.poll_events()``."""
+
+BatchEvent = Union[FramesReceived, ChannelClosed, ClientAccepted]
+"""One item of ``Poller.poll_batches()``."""

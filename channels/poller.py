@@ -35,6 +35,7 @@ Design notes:
 import contextlib
 import errno
 import functools
+import itertools
 import logging
 import selectors
 import socket
@@ -42,6 +43,7 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional, Set, Tuple, Union
 
+from ._base import DRAINED, MORE
 from ._errors import EndpointClosedException, LineTooLong
 from ._records import (
     Record,
@@ -64,10 +66,12 @@ from .channel import (
     is_listening,
 )
 from .events import (
+    BatchEvent,
     ChannelClosed,
     ClientAccepted,
     CloseReason,
     DataReceived,
+    FramesReceived,
     PollEvent,
     SocketAddress,
 )
@@ -96,8 +100,9 @@ AcceptEvent = Tuple[Tuple[SocketAddress, SocketChannel], socket.socket]
 PollResult = Union[DataEvent, AcceptEvent]
 """One item of ``Poller.poll()``; tell them apart with ``isinstance(item[0], bytes)``."""
 
-_Collected = Union[DataEvent, ChannelClosed, ClientAccepted]
-"""What a poll collects: data as 0.2 tuples (the hot path), the rest as events."""
+_Collected = Union[Tuple[List[bytes], ChannelLike], ChannelClosed, ClientAccepted]
+"""What a poll collects: the frames of one read as a plain tuple (the hot
+path), the rest as events."""
 
 SelectorFactory = Callable[[], selectors.BaseSelector]
 """A selector class such as ``selectors.PollSelector``, or any factory of one."""
@@ -490,21 +495,42 @@ class Poller:
         longer registered — and ``((addr, client_channel), server_sock)`` per
         accepted client. ``poll_events()`` gives the same as typed events.
         """
-        return [
-            item if isinstance(item, tuple) else item.as_tuple() for item in self._collect(timeout)
-        ]
+        results: List[PollResult] = []
+        for item in self._collect(timeout):
+            if isinstance(item, tuple):
+                results += zip(item[0], itertools.repeat(item[1]))
+            else:
+                results.append(item.as_tuple())
+        return results
 
     def poll_events(self, timeout: Optional[float] = None) -> List[PollEvent]:
         """Like ``poll()``, but each item is a typed event: ``DataReceived``,
         ``ChannelClosed`` (with its ``reason`` and ``undelivered`` bytes) or
         ``ClientAccepted``."""
         return [
-            DataReceived(item[1], item[0]) if isinstance(item, tuple) else item
+            event
+            for item in self._collect(timeout)
+            for event in (
+                [DataReceived(item[1], frame) for frame in item[0]]
+                if isinstance(item, tuple)
+                else [item]
+            )
+        ]
+
+    def poll_batches(self, timeout: Optional[float] = None) -> List[BatchEvent]:
+        """Like ``poll_events()``, but the frames a channel gave are one
+        ``FramesReceived`` with a list of them, in order: no object per frame.
+
+        The fastest way to consume many small lines; ``ChannelClosed`` and
+        ``ClientAccepted`` come as in ``poll_events()``.
+        """
+        return [
+            FramesReceived(item[1], item[0]) if isinstance(item, tuple) else item
             for item in self._collect(timeout)
         ]
 
     def _collect(self, timeout: Optional[float]) -> List[_Collected]:
-        """The one implementation of poll() and poll_events()."""
+        """The one implementation of poll(), poll_events() and poll_batches()."""
         self._check_open("poll() on")
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
@@ -595,19 +621,22 @@ class Poller:
     def _read(self, watched: Watched) -> None:
         channel = watched.channel
         results = self._results
-        budget = self._read_budget
         try:
+            read_frames = watched.read_frames
+            if read_frames is None:
+                self._read_one_by_one(watched)
+                return
             while True:
-                data = channel.read()
-                if not data:
+                frames, state = read_frames(self._read_budget)
+                if frames:
+                    results.append((frames, channel))
+                if state == DRAINED:
                     self._unfinished.pop(id(watched), None)
                     return
-                results.append((data, channel))
-                budget -= len(data)
-                if budget <= 0:
-                    # More may sit in the framer, where select() cannot see it.
+                if state == MORE:
                     self._unfinished[id(watched)] = watched
                     return
+                # AGAIN: the end, or an error, is what the next call gives.
         except LineTooLong as exc:
             _LOGGER.warning("closing %r: %s", channel, exc)
             self._forget(watched)
@@ -620,6 +649,23 @@ class Poller:
             _LOGGER.exception("read() of %r failed; reporting it closed", channel)
             self._forget(watched)
             self._report_end(watched, CloseReason.FD_LOST)
+
+    def _read_one_by_one(self, watched: Watched) -> None:
+        """Read a channel that has no fast path (a custom ``read()``)."""
+        channel = watched.channel
+        results = self._results
+        budget = self._read_budget
+        while True:
+            data = channel.read()
+            if not data:
+                self._unfinished.pop(id(watched), None)
+                return
+            results.append(([data], channel))
+            budget -= len(data)
+            if budget <= 0:
+                # More may sit in the framer, where select() cannot see it.
+                self._unfinished[id(watched)] = watched
+                return
 
     def _reading_ended(self, watched: Watched, exc: EndpointClosedException) -> None:
         """Report the channel's end once; go on delivering what it writes."""
