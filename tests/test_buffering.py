@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from channels import (
+    BulkFramer,
     Buffering,
     BytesBuffering,
     EndpointClosedException,
@@ -323,3 +324,88 @@ def test_lines_before_an_overlong_one_in_the_same_chunk_come_first() -> None:
     with pytest.raises(LineTooLong):
         framer.next_frame()
     assert framer.next_frame() is None
+
+
+def test_take_frames_hands_out_every_complete_line_at_once() -> None:
+    framer = LineBuffering().new_framer()
+    assert isinstance(framer, BulkFramer)
+    framer.feed(b"one\ntwo\nthr")
+    assert framer.take_frames() == [b"one\n", b"two\n"]
+    assert framer.take_frames() == []
+    framer.feed(b"ee\nfour")
+    assert framer.next_frame() == b"three\n"
+    framer.feed(b"\nfive")
+    framer.feed_eof()
+    assert framer.take_frames() == [b"four\n", b"five"]
+    assert framer.take_frames() == []
+
+
+def test_take_frames_gives_lines_left_by_next_frame_first() -> None:
+    framer = LineBuffering(delimiter=b"\r\n").new_framer()
+    framer.feed(b"a\r\nb\r\nc\r")
+    assert framer.next_frame() == b"a\r\n"
+    framer.feed(b"\nd")
+    assert framer.take_frames() == [b"b\r\n", b"c\r\n"]
+
+
+def test_take_frames_returns_the_lines_before_a_too_long_one_then_raises() -> None:
+    framer = LineBuffering(max_length=3).new_framer()
+    assert isinstance(framer, BulkFramer)
+    framer.feed(b"ab\nabc\nabcd\nlost\n")
+    assert not framer.error_waiting
+    assert framer.take_frames() == [b"ab\n", b"abc\n"]
+    assert framer.error_waiting
+    with pytest.raises(LineTooLong) as info:
+        framer.take_frames()
+    assert (info.value.max_length, info.value.length) == (3, 4)
+    assert not framer.error_waiting
+    framer.feed(b"more\n")
+    assert framer.take_frames() == []
+
+
+def test_take_frames_returns_lines_before_a_too_long_tail_then_raises() -> None:
+    framer = LineBuffering(max_length=3).new_framer()
+    framer.feed(b"ab\nabcdef")
+    assert framer.take_frames() == [b"ab\n"]
+    with pytest.raises(LineTooLong):
+        framer.take_frames()
+
+
+def test_take_frames_raises_at_once_when_the_first_line_is_too_long() -> None:
+    framer = LineBuffering(max_length=3).new_framer()
+    framer.feed(b"abcd\nab\n")
+    with pytest.raises(LineTooLong):
+        framer.take_frames()
+
+
+def test_bytes_framer_take_frames_gives_one_frame_of_all_bytes() -> None:
+    framer = BytesBuffering().new_framer()
+    assert isinstance(framer, BulkFramer) and not framer.error_waiting
+    assert framer.take_frames() == []
+    framer.feed(b"ab")
+    framer.feed(b"cd")
+    assert framer.take_frames() == [b"abcd"]
+
+
+@given(
+    stream=streams,
+    points=st.lists(st.integers(min_value=0), max_size=20),
+    delimiter=st.sampled_from([b"\n", b"\r\n", b"\0", b"\n\n"]),
+    mix=st.lists(st.booleans(), max_size=21),
+)
+def test_take_frames_yields_exactly_the_lines_of_any_chunking(
+    stream: bytes, points: List[int], delimiter: bytes, mix: List[bool]
+) -> None:
+    """Bulk takes, mixed with single next_frame() calls, lose and reorder nothing."""
+    framer = LineBuffering(delimiter).new_framer()
+    assert isinstance(framer, BulkFramer)
+    frames: List[bytes] = []
+    for index, chunk in enumerate(cut(stream, points)):
+        framer.feed(chunk)
+        if index < len(mix) and mix[index]:
+            frame = framer.next_frame()
+            frames += [] if frame is None else [frame]
+        frames += framer.take_frames()
+    framer.feed_eof()
+    frames += framer.take_frames()
+    assert frames == expected_lines(stream, delimiter)

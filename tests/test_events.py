@@ -13,6 +13,7 @@ from channels import (
     ClientAccepted,
     CloseReason,
     DataReceived,
+    FramesReceived,
     LineBuffering,
     PipeChannel,
     Poller,
@@ -141,3 +142,41 @@ def test_events_are_frozen_and_give_their_0_2_form() -> None:
     assert closed.as_tuple() == (b"", channel)
     assert CloseReason.LINE_TOO_LONG.value == "line too long"
     channel.close()
+
+
+def test_poll_batches_gives_a_channels_lines_as_one_list(poller: Poller) -> None:
+    channel = TestChannel(buffering="line")
+    poller.register(channel)
+    channel.put(b"a\nb\nc\npartial")
+    assert poller.poll_batches(DEADLINE) == [FramesReceived(channel, [b"a\n", b"b\n", b"c\n"])]
+    channel.put(b" line")
+    channel.put_eof()
+    assert poller.poll_batches(DEADLINE) == [
+        FramesReceived(channel, [b"partial line"]),
+        ChannelClosed(channel, CloseReason.PEER_CLOSED, 0),
+    ]
+    assert poller.poll_batches(0) == []
+    channel.close()
+
+
+def test_poll_batches_reports_accepts_like_poll_events(poller: Poller) -> None:
+    server = socket.create_server(("127.0.0.1", 0))
+    poller.add_server(server)
+    client = socket.create_connection(server.getsockname())
+    try:
+        events = poller.poll_batches(DEADLINE)
+        assert len(events) == 1 and isinstance(events[0], ClientAccepted)
+        events[0].channel.close()
+    finally:
+        client.close()
+        server.close()
+
+
+def test_lines_before_a_line_too_long_come_first_in_the_same_poll(poller: Poller) -> None:
+    channel = TestChannel(buffering=LineBuffering(max_length=4))
+    poller.register(channel)
+    channel.put(b"ok\nfine\n123456\nlost\n")
+    assert poller.poll_batches(DEADLINE) == [
+        FramesReceived(channel, [b"ok\n", b"fine\n"]),
+        ChannelClosed(channel, CloseReason.LINE_TOO_LONG, 0),
+    ]

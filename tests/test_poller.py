@@ -723,3 +723,77 @@ def test_a_regular_file_can_be_registered_and_is_read_to_its_end(
     results = poll_until(poller, lambda r: (b"", channel) in r)
     assert [data for data, _ in results] == [*lines, b""]
     channel.close()
+
+
+class _CountingChannel(TestChannel):
+    reads = 0
+
+    def _read(self) -> bytes:
+        self.reads += 1
+        return super()._read()
+
+
+def test_a_ready_channel_costs_one_read_for_its_data_and_one_to_see_it_drained(
+    poller: Poller,
+) -> None:
+    channel = _CountingChannel(buffering="line")
+    poller.register(channel)
+    channel.put(b"line\n" * 1000)
+    got = poller.poll(DEADLINE)
+    assert len(got) == 1000
+    assert channel.reads == 2
+    channel.close()
+
+
+class _UpperChannel(TestChannel):
+    """A 0.2-style subclass that post-processes read()."""
+
+    def read(self) -> bytes:
+        return super().read().upper()
+
+
+def test_a_channel_that_overrides_read_is_read_through_it(poller: Poller) -> None:
+    channel = _UpperChannel(buffering="line")
+    poller.register(channel)
+    channel.put(b"a\nb\n")
+    assert poll_until(poller, lambda got: len(got) >= 2) == [(b"A\n", channel), (b"B\n", channel)]
+    channel.close()
+
+
+class _OneByteFramer:
+    """A custom framer with next_frame() only: every byte is a frame."""
+
+    def __init__(self) -> None:
+        self._data = bytearray()
+
+    def feed(self, data: bytes) -> None:
+        self._data += data
+
+    def feed_eof(self) -> None:
+        pass
+
+    def next_frame(self) -> Optional[bytes]:
+        if not self._data:
+            return None
+        frame = bytes(self._data[:1])
+        del self._data[:1]
+        return frame
+
+
+class _OneByteBuffering:
+    name = "byte"
+
+    def new_framer(self) -> _OneByteFramer:
+        return _OneByteFramer()
+
+
+def test_a_framer_without_take_frames_is_read_frame_by_frame(poller: Poller) -> None:
+    channel = TestChannel(buffering=_OneByteBuffering())
+    poller.register(channel)
+    channel.put(b"xyz")
+    assert poll_until(poller, lambda got: len(got) >= 3) == [
+        (b"x", channel),
+        (b"y", channel),
+        (b"z", channel),
+    ]
+    channel.close()
