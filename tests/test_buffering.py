@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from channels import (
-    BulkFramer,
     Buffering,
+    BulkFramer,
     BytesBuffering,
     EndpointClosedException,
     Framer,
