@@ -207,6 +207,16 @@ def receive(recv: Callable[[int], bytes], at_eof: str, size: int = READ_SIZE) ->
 
 
 _Self = TypeVar("_Self", bound="Channel")
+_Read = TypeVar("_Read", bound=Callable[..., bytes])
+
+def drains_on_short_read(read: _Read) -> _Read:
+    """Mark a ``_read()`` whose short result means the OS had no more then
+    (a plain ``recv``/``read`` of a stream): the fast path stops there instead
+    of reading again to hear ``EAGAIN``. A subclass that overrides the marked
+    ``_read()`` is not marked."""
+    read.short_read_drains = True  # type: ignore[attr-defined]
+    return read
+
 
 FrameReader = Callable[[int], Tuple[List[bytes], int]]
 """``Channel._read_frames``: ``max_bytes`` in, ``(frames, DRAINED/MORE/AGAIN)`` out."""
@@ -266,6 +276,7 @@ class Channel(abc.ABC):
         # What the next _read() asks of the OS: less than READ_SIZE when
         # _fill() is near its limit (a 0.2 subclass's _read() may ignore it).
         self._read_size = READ_SIZE
+        self._short_read_drains: bool = getattr(type(self)._read, "short_read_drains", False)
         framer = self._framer
         self._bulk: Optional[BulkFramer] = framer if isinstance(framer, BulkFramer) else None
         self._high_water = _check_high_water(high_water)
@@ -359,7 +370,12 @@ class Channel(abc.ABC):
         ``AGAIN``. Raises as ``read()`` does once there are no frames left.
         """
         bulk = self._bulk
-        state = DRAINED if self._end is None and self._fill(max_bytes) else MORE
+        if self._end is not None:
+            state = AGAIN
+        elif self._fill(max_bytes, self._short_read_drains):
+            state = DRAINED
+        else:
+            state = MORE
         try:
             if bulk is None:
                 frames = []
@@ -389,17 +405,19 @@ class Channel(abc.ABC):
         error.__cause__ = self._end_cause
         return error
 
-    def _fill(self, max_bytes: int) -> bool:
+    def _fill(self, max_bytes: int, short_read_drains: bool = False) -> bool:
         """Feed the framer until the OS has nothing more now, or reading ended,
         or ``max_bytes`` were fed; True if the OS had nothing more.
 
         Reading on until the OS has nothing left is what lets one call see both
-        a final partial line and the close behind it.
+        a final partial line and the close behind it. ``short_read_drains``:
+        a read that got less than it asked for had all there was (true of a
+        stream socket or a pipe), which saves the read that would say so.
         """
         framer = self._framer
         total = 0
         while total < max_bytes:
-            self._read_size = min(READ_SIZE, max_bytes - total)
+            size = self._read_size = min(READ_SIZE, max_bytes - total)
             try:
                 data = self._read()
             except EndpointClosedException as exc:
@@ -409,6 +427,8 @@ class Channel(abc.ABC):
                 return True
             framer.feed(data)
             total += len(data)
+            if short_read_drains and len(data) < size:
+                return True
         return False
 
     def _end_reading(self, why: str, cause: Optional[BaseException]) -> None:

@@ -189,6 +189,19 @@ class _LineFramer:
         return self._error is not None
 
     def take_frames(self) -> List[bytes]:
+        buffer = self._buffer
+        if (  # the hot path: whole lines only, nothing else pending
+            buffer.endswith(b"\n")
+            and self._delimiter == b"\n"
+            and not self._lines
+            and self._error is None
+            and (self._max_length is None or len(buffer) <= self._max_length)
+            and b"\r" not in buffer
+        ):
+            chunk = bytes(buffer)
+            buffer.clear()
+            self._searched = 0
+            return chunk.splitlines(keepends=True)
         frames = list(self._lines)  # left over by next_frame()
         self._lines.clear()
         if self._error is not None:

@@ -25,6 +25,7 @@ from ._base import (
     ChannelLike,
     CloseNotifier,
     QueuedWriter,
+    drains_on_short_read,
     receive,
 )
 from ._errors import EndpointClosedException
@@ -136,6 +137,7 @@ class PipeChannel(Channel):
                 os.set_blocking(faucet, False)
             self._sink_blocking = sink is not None and os.get_blocking(sink)
 
+    @drains_on_short_read
     def _read(self) -> bytes:
         if not self._can_read:
             raise NotImplementedError(f"{self!r} has no faucet: it cannot read")
@@ -273,6 +275,7 @@ class SocketChannel(Channel):
         """The wrapped socket."""
         return self._sock
 
+    @drains_on_short_read
     def _read(self) -> bytes:
         if self._closed:
             raise EndpointClosedException("the channel was closed")

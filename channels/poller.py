@@ -43,7 +43,7 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional, Set, Tuple, Union
 
-from ._base import DRAINED, MORE
+from ._base import AGAIN, DRAINED
 from ._errors import EndpointClosedException, LineTooLong
 from ._records import (
     Record,
@@ -532,16 +532,17 @@ class Poller:
     def _collect(self, timeout: Optional[float]) -> List[_Collected]:
         """The one implementation of poll(), poll_events() and poll_batches()."""
         self._check_open("poll() on")
-        deadline = None if timeout is None else time.monotonic() + timeout
+        now = time.monotonic()
+        deadline = None if timeout is None else now + timeout
         while True:
-            now = time.monotonic()
             left = None if deadline is None else max(0.0, deadline - now)
-            self._poll_once(self._wait_time(left, now))
+            self._poll_once(self._wait_time(left, now), now)
             # Writes flushed but nothing to report: that is no timeout yet.
             if self._results or self._woken or (left is not None and left <= 0):
                 results, self._results = self._results, []
                 self._woken = False
                 return results
+            now = time.monotonic()
 
     def _wait_time(self, left: Optional[float], now: float) -> Optional[float]:
         if self._closed or self._unfinished or self._results:
@@ -555,12 +556,12 @@ class Poller:
             wait = until_check if wait is None else min(wait, until_check)
         return wait
 
-    def _poll_once(self, timeout: Optional[float]) -> None:
-        now = time.monotonic()
-        for server in list(self._servers.values()):
-            if server.resume_at and now >= server.resume_at:
-                server.resume_at = 0.0
-                self._update_server(server)
+    def _poll_once(self, timeout: Optional[float], now: float) -> None:
+        if self._servers:
+            for server in list(self._servers.values()):
+                if server.resume_at and now >= server.resume_at:
+                    server.resume_at = 0.0
+                    self._update_server(server)
         if sys.platform != "win32" and now >= self._next_check:
             self._next_check = now + _CHECK_INTERVAL
             self._check_fds()
@@ -570,12 +571,26 @@ class Poller:
             self._find_bad_fds(exc)
             ready = []
         read_already: Set[int] = set()
-        for watched in list(self._unfinished.values()):
-            read_already.add(id(watched))
-            self._read(watched)
+        if self._unfinished:
+            for watched in list(self._unfinished.values()):
+                read_already.add(id(watched))
+                self._read(watched)
+        channels = self._channels
         for key, events in ready:
-            self._dispatch(record_of(key), events, read_already)
-        self._report_closed()
+            record = key.data
+            if (  # the hot path: a channel with input
+                events == selectors.EVENT_READ
+                and type(record) is Watched
+                and channels.get(id(record.channel)) is record
+                and record.reading
+                and not record.paused
+                and id(record) not in read_already
+            ):
+                self._read(record)
+            else:
+                self._dispatch(record_of(key), events, read_already)
+        if self._closed:
+            self._report_closed()
 
     def _dispatch(self, record: Record, events: int, read_already: Set[int]) -> None:
         """Act on one ready fd."""
@@ -630,10 +645,10 @@ class Poller:
                 frames, state = read_frames(self._read_budget)
                 if frames:
                     results.append((frames, channel))
-                if state == DRAINED:
+                if state == DRAINED and not watched.always_readable:
                     self._unfinished.pop(id(watched), None)
                     return
-                if state == MORE:
+                if state != AGAIN:  # more may wait, where select() cannot see it
                     self._unfinished[id(watched)] = watched
                     return
                 # AGAIN: the end, or an error, is what the next call gives.
