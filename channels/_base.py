@@ -206,8 +206,12 @@ def receive(recv: Callable[[int], bytes], at_eof: str, size: int = READ_SIZE) ->
     return data
 
 
+_NO_OUTPUT: Deque[memoryview] = collections.deque(maxlen=0)
+"""The queue of a channel with nothing queued: shared, never appended to."""
+
 _Self = TypeVar("_Self", bound="Channel")
 _Read = TypeVar("_Read", bound=Callable[..., bytes])
+
 
 def drains_on_short_read(read: _Read) -> _Read:
     """Mark a ``_read()`` whose short result means the OS had no more then
@@ -287,7 +291,7 @@ class Channel(abc.ABC):
         self._end_cause: Optional[BaseException] = None
         self._close_callbacks: List[Callable[[], None]] = []
         # Output the OS has not taken yet: views, oldest first, and their size.
-        self._queue: Deque[memoryview] = collections.deque()
+        self._queue = _NO_OUTPUT
         self._queued = 0
         self._undelivered = 0
         # Why writing became impossible (the OS error), once it did.
@@ -472,6 +476,8 @@ class Channel(abc.ABC):
                 high_water=self._high_water,
             )
         queue = self._queue
+        if queue is _NO_OUTPUT:
+            queue = self._queue = collections.deque()
         added = 0
         for view in views:
             if view:
@@ -555,6 +561,7 @@ class Channel(abc.ABC):
                     break
                 sent -= len(head)
                 queue.popleft()
+        self._queue = _NO_OUTPUT  # all sent: no deque kept by an idle channel
 
     def _drop_queue(self) -> int:
         dropped = self._queued

@@ -18,8 +18,7 @@ passes through, ``'line'`` is ``LineBuffering()``, and — as in 0.2 — any oth
 value means bytes.
 """
 
-import collections
-from typing import Deque, List, Optional, Protocol, Union, runtime_checkable
+from typing import List, Optional, Protocol, Union, runtime_checkable
 
 from ._errors import LineTooLong
 
@@ -142,8 +141,9 @@ class _LineFramer:
     """Frames are delimiter-terminated lines; the tail counts at end of stream.
 
     Complete lines are cut in bulk: one reverse search for the last delimiter
-    in the buffer, one ``split`` of everything before it, and the lines wait
-    in a deque — per line, Python only pops it. The partial tail stays in the
+    in the buffer, one ``split`` of everything before it; ``take_frames()``
+    hands out that list as it is, ``next_frame()`` steps through it. The
+    partial tail stays in the
     buffer, and ``_searched`` remembers how far a search got without finding
     a delimiter, so a long line arriving in many small chunks is not rescanned
     from its start. A line longer than ``max_length`` (delimiter not counted)
@@ -159,12 +159,15 @@ class _LineFramer:
         "_failed",
         "_lines",
         "_max_length",
+        "_next",
         "_searched",
     )
 
     def __init__(self, delimiter: bytes, max_length: Optional[int]) -> None:
         self._buffer = bytearray()
-        self._lines: Deque[bytes] = collections.deque()
+        # Lines cut but not yet taken by next_frame(): _lines[_next:].
+        self._lines: List[bytes] = []
+        self._next = 0
         self._delimiter = delimiter
         self._max_length = max_length
         self._searched = 0
@@ -180,9 +183,13 @@ class _LineFramer:
         self._eof = True
 
     def next_frame(self) -> Optional[bytes]:
-        if not self._lines:
-            self._lines.extend(self.take_frames())
-        return self._lines.popleft() if self._lines else None
+        if self._next >= len(self._lines):
+            self._lines = self.take_frames()
+            self._next = 0
+            if not self._lines:
+                return None
+        self._next += 1
+        return self._lines[self._next - 1]
 
     @property
     def error_waiting(self) -> bool:
@@ -193,7 +200,7 @@ class _LineFramer:
         if (  # the hot path: whole lines only, nothing else pending
             buffer.endswith(b"\n")
             and self._delimiter == b"\n"
-            and not self._lines
+            and self._next >= len(self._lines)
             and self._error is None
             and (self._max_length is None or len(buffer) <= self._max_length)
             and b"\r" not in buffer
@@ -202,8 +209,9 @@ class _LineFramer:
             buffer.clear()
             self._searched = 0
             return chunk.splitlines(keepends=True)
-        frames = list(self._lines)  # left over by next_frame()
-        self._lines.clear()
+        frames = self._lines[self._next :]  # left over by next_frame()
+        self._lines = []
+        self._next = 0
         if self._error is not None:
             if frames:
                 return frames
