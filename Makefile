@@ -5,7 +5,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 .DEFAULT_GOAL := test
 
-.PHONY: demo test tox lint typecheck dist bench clean
+BENCH_VENV := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed
+
+.PHONY: demo test tox lint typecheck dist bench bench-quick clean
 
 ## demo: a scripted session of the command line tool (serve + 2 clients), end to end
 demo:
@@ -39,9 +42,23 @@ dist: $(STAMP)
 	$(BIN)/python -m build --outdir dist .
 	$(BIN)/twine check --strict dist/*
 
-## bench: bulk write throughput against asyncio and a raw send loop
-bench:
-	$(PYTHON) benchmarks/bulk_write.py --mib 512 --repeat 5
+# The peers go in one by one: one that fails to install is reported missing.
+$(BENCH_STAMP): benchmarks/requirements.txt setup.cfg
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install --quiet -e .
+	for peer in $$(grep -v '^#' benchmarks/requirements.txt); do \
+	    $(BENCH_VENV)/bin/python -m pip install --quiet "$$peer" || echo "bench: $$peer not installed"; \
+	done
+	touch $(BENCH_STAMP)
+
+## bench: the benchmark suite against asyncio, uvloop, Twisted, tornado and the floor (~10 min)
+bench: $(BENCH_STAMP)
+	$(BENCH_VENV)/bin/python benchmarks/suite.py
+
+## bench-quick: a smaller run of the suite, under a minute
+bench-quick: $(BENCH_STAMP)
+	$(BENCH_VENV)/bin/python benchmarks/suite.py --quick --out benchmarks/results-quick
 
 clean:
-	rm -rf $(VENV) .tox dist build *.egg-info .mypy_cache .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(BENCH_VENV) .tox dist build *.egg-info .mypy_cache .pytest_cache .ruff_cache .hypothesis

@@ -152,7 +152,11 @@ def main() -> int:
         print(f"{impl:<10} {value:9.0f} {value / floor:7.2f}")
     if args.json:
         with open(args.json, "w") as out:
-            json.dump({"mib": args.mib, "repeat": args.repeat, "runs": runs}, out, indent=1)
+            json.dump(
+                {"mib": args.mib, "repeat": args.repeat, "runs": runs, "medians": medians},
+                out,
+                indent=1,
+            )
     return 0
 
 

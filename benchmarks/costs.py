@@ -44,7 +44,9 @@ def raise_fd_limit() -> None:
 def connections(count: int) -> Tuple[List[socket.socket], Callable[[], None]]:
     """``count`` connected Unix sockets whose peers another process holds open."""
     ours, theirs = socket.socketpair()
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(theirs.fileno())], pass_fds=[theirs.fileno()])
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(theirs.fileno())], pass_fds=[theirs.fileno()]
+    )
     theirs.close()
     socks = []
     for start in range(0, count, 64):

@@ -282,7 +282,9 @@ class Channel(abc.ABC):
         self._read_size = READ_SIZE
         self._short_read_drains: bool = getattr(type(self)._read, "short_read_drains", False)
         framer = self._framer
-        self._bulk: Optional[BulkFramer] = framer if isinstance(framer, BulkFramer) else None
+        # (hasattr, not isinstance: a runtime protocol check is slow per client)
+        bulk = hasattr(framer, "take_frames") and hasattr(framer, "error_waiting")
+        self._bulk = cast(BulkFramer, framer) if bulk else None
         self._high_water = _check_high_water(high_water)
         self._linger = _check_linger(linger)
         self._closed = False

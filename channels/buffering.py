@@ -378,6 +378,6 @@ def as_buffering(buffering: object) -> Buffering:
     """
     if isinstance(buffering, str):
         return LineBuffering() if buffering == "line" else BytesBuffering()
-    if isinstance(buffering, Buffering):
+    if isinstance(buffering, (LineBuffering, BytesBuffering, Buffering)):
         return buffering
     return BytesBuffering()

@@ -41,7 +41,7 @@ import selectors
 import socket
 import sys
 import time
-from typing import Callable, Dict, List, Optional, Set, Tuple, Union
+from typing import Callable, Dict, List, Optional, Set, Tuple, Union, cast
 
 from ._base import AGAIN, DRAINED
 from ._errors import EndpointClosedException, LineTooLong
@@ -55,6 +55,7 @@ from ._records import (
     identity_of,
     is_regular_file,
     record_of,
+    shape_of,
 )
 from .buffering import BufferingArg, as_buffering
 from .channel import (
@@ -230,7 +231,8 @@ class Poller:
 
     def _register(self, channel: ChannelLike) -> Watched:
         self._check_open("register() with")
-        if not isinstance(channel, ChannelLike):
+        shape = shape_of(channel)
+        if not shape.channel_like:
             raise TypeError(
                 "register() takes a channel (read, write, close, get_fd, buffering),"
                 f" not {type(channel).__name__}"
@@ -250,9 +252,9 @@ class Poller:
         self._evict_stale(fd)
         self._check_select_limit(fd, channel)
         write_fd = fd
-        if isinstance(channel, QueuedWriter):
+        if shape.queued_writer:
             with contextlib.suppress(NotImplementedError):  # it cannot write: no matter
-                write_fd = channel.get_write_fd()
+                write_fd = cast(QueuedWriter, channel).get_write_fd()
         watched = Watched(channel, fd, write_fd)
         try:
             self._selector.register(fd, selectors.EVENT_READ, watched)
@@ -268,13 +270,14 @@ class Poller:
         except (OSError, ValueError) as exc:
             raise ValueError(f"cannot register {channel!r}: fd {fd} is not usable: {exc}") from exc
         self._channels[key] = watched
-        if isinstance(channel, CloseNotifier):
+        if shape.close_notifier:
             watched.on_close = functools.partial(self._channel_closed, watched)
-            channel.add_close_callback(watched.on_close)
-        if isinstance(channel, QueuedWriter):
+            cast(CloseNotifier, channel).add_close_callback(watched.on_close)
+        if shape.queued_writer:
+            writer = cast(QueuedWriter, channel)
             watched.on_output = functools.partial(self._output_changed, watched)
-            channel.add_output_callback(watched.on_output)
-            if channel.write_buffer_size:
+            writer.add_output_callback(watched.on_output)
+            if writer.write_buffer_size:
                 self._output_changed(watched, True)
         return watched
 
@@ -405,8 +408,7 @@ class Poller:
                 left = max(0.0, min(expiry.values()) - time.monotonic())
                 for key_event, _ in watch.select(left):
                     key = key_event.data
-                    channel = pending[key].channel
-                    assert isinstance(channel, QueuedWriter)
+                    channel = cast(QueuedWriter, pending[key].channel)
                     before = channel.write_buffer_size
                     try:
                         done = channel.flush(0)
@@ -424,8 +426,7 @@ class Poller:
                     self._give_up(watched)
 
     def _give_up(self, watched: Watched) -> None:
-        channel = watched.channel
-        assert isinstance(channel, QueuedWriter)
+        channel = cast(QueuedWriter, watched.channel)  # (it has output: see _register)
         dropped = channel.write_buffer_size
         _LOGGER.warning(
             "closing %r: the reader took nothing for %.1f s; %d queued bytes dropped",
@@ -702,8 +703,7 @@ class Poller:
             self._forget(watched)
 
     def _flush(self, watched: Watched) -> None:
-        channel = watched.channel
-        assert isinstance(channel, QueuedWriter)
+        channel = cast(QueuedWriter, watched.channel)  # (it has output: see _register)
         try:
             channel.flush(0)
         except (EndpointClosedException, *_BAD_CHANNEL_ERRORS) as exc:
@@ -866,12 +866,10 @@ class Poller:
         self._leave_server(watched)
         channel = watched.channel
         if watched.on_close is not None:
-            assert isinstance(channel, CloseNotifier)
-            channel.remove_close_callback(watched.on_close)
+            cast(CloseNotifier, channel).remove_close_callback(watched.on_close)
             watched.on_close = None
         if watched.on_output is not None:
-            assert isinstance(channel, QueuedWriter)
-            channel.remove_output_callback(watched.on_output)
+            cast(QueuedWriter, channel).remove_output_callback(watched.on_output)
             watched.on_output = None
 
     def _set_aside(self, watched: Watched, *, stale: bool) -> None:

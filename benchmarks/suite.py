@@ -1,0 +1,395 @@
+"""The benchmark suite: channels against its peers and the floor, in one run.
+
+Every figure is the median of several repetitions, and every line figure is
+also given as a ratio to the floor measured in the same run (a raw
+``selectors`` + ``recv(256 KiB)`` + ``bytes.split`` loop with the same Python
+body per line as every other consumer). The producer runs in its own
+process, each implementation in another; each run's counts and first/last
+lines are checked, so a fast wrong answer fails the suite. A peer that is not
+installed is reported as missing and skipped.
+
+Usage: python benchmarks/suite.py [--quick] [--out DIR]
+Writes DIR/results.json, DIR/results.rst (the README table) and, when
+matplotlib is there, DIR/performance.png.
+"""
+
+import argparse
+import datetime
+import importlib.util
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Dict, List, Optional, Tuple
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+LINES = os.path.join(HERE, "lines.py")
+COSTS = os.path.join(HERE, "costs.py")
+BULK = os.path.join(HERE, "bulk_write.py")
+
+sys.path.insert(0, HERE)
+from lines import CONSUMERS, NEEDS, SERVERS, line  # noqa: E402
+
+Table = List[Tuple[str, ...]]
+
+
+def available(impl: str) -> bool:
+    module = NEEDS.get(impl)
+    return module is None or importlib.util.find_spec(module) is not None
+
+
+def run_json(args: List[str], pass_fds: Tuple[int, ...] = (), timeout: float = 300) -> Dict:
+    out = subprocess.run(
+        [sys.executable, *args],
+        pass_fds=pass_fds,
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed:\n{out.stderr.decode()[-2000:]}")
+    return json.loads(out.stdout.decode().strip().splitlines()[-1])
+
+
+def check(what: str, got: Dict, count: int, size: int, last_index: Optional[int] = None) -> None:
+    """A run counts only if it saw every line, every byte, and the right ends.
+
+    ``last_index``: the index of the last line each sender sent, when there
+    are many senders (then the first line is not checked: any sender's first
+    line may come first)."""
+    first = last_index is None
+    want_last = line(count - 1 if last_index is None else last_index, size).decode()
+    problems = []
+    if got["lines"] != count:
+        problems.append(f"{got['lines']} lines, not {count}")
+    if got["bytes"] != count * size:
+        problems.append(f"{got['bytes']} bytes, not {count * size}")
+    if got["last"] != want_last:
+        problems.append(f"last line {got['last']!r}, not {want_last!r}")
+    if first and got["first"] != line(0, size).decode():
+        problems.append(f"first line {got['first']!r}")
+    if problems:
+        raise SystemExit(f"WRONG RESULT from {what}: {'; '.join(problems)}")
+
+
+def fd_pair(kind: str) -> Tuple[int, int]:
+    """(consumer end, producer end) of a fresh connection of this kind."""
+    if kind == "unix":
+        a, b = socket.socketpair()
+    elif kind == "tcp":
+        with socket.create_server(("127.0.0.1", 0)) as server:
+            b = socket.create_connection(server.getsockname())
+            a, _ = server.accept()
+    else:
+        return os.pipe()
+    return a.detach(), b.detach()
+
+
+def one_stream(impl: str, kind: str, size: int, count: int) -> float:
+    mine, theirs = fd_pair(kind)
+    producer = subprocess.Popen(
+        [sys.executable, LINES, "produce", str(theirs), kind, str(count), str(size)],
+        pass_fds=(theirs,),
+    )
+    os.close(theirs)
+    try:
+        got = run_json([LINES, "consume", impl, str(mine), kind, str(count)], pass_fds=(mine,))
+    finally:
+        os.close(mine)
+        producer.wait(60)
+    check(f"{impl} over {kind}, {size}-byte lines", got, count, size)
+    return count / got["seconds"]
+
+
+def one_fanin(impl: str, clients: int, per_client: int) -> float:
+    server = socket.create_server(("127.0.0.1", 0), backlog=clients)
+    port = server.getsockname()[1]
+    fd = server.detach()
+    consumer = subprocess.Popen(
+        [sys.executable, LINES, "serve", impl, str(fd), str(clients), str(per_client)],
+        pass_fds=(fd,),
+        stdout=subprocess.PIPE,
+    )
+    os.close(fd)
+    subprocess.run(
+        [sys.executable, LINES, "produce-clients", str(port), str(clients), str(per_client), "32"],
+        check=True,
+        timeout=300,
+    )
+    out, _ = consumer.communicate(timeout=300)
+    if consumer.returncode:
+        raise RuntimeError(f"{impl} fan-in server failed")
+    got = json.loads(out.decode().strip().splitlines()[-1])
+    check(f"{impl} fan-in, {clients} clients", got, clients * per_client, 32, per_client - 1)
+    return clients * per_client / got["seconds"]
+
+
+def median_of(repeat: int, measure, *args) -> float:  # type: ignore[no-untyped-def]
+    return statistics.median(measure(*args) for _ in range(repeat))
+
+
+def throughput(quick: bool, repeat: int, results: Dict) -> None:
+    impls = [impl for impl in CONSUMERS if available(impl)]
+    results["missing"] = [impl for impl in CONSUMERS if not available(impl)]
+    cases = (
+        [("unix", 32)] if quick else [(k, s) for k in ("unix", "tcp", "pipe") for s in (32, 200)]
+    )
+    for kind, size in cases:
+        count = (200_000 if quick else 1_500_000) * 32 // size
+        row: Dict[str, float] = {}
+        for impl in impls:
+            row[impl] = median_of(repeat, one_stream, impl, kind, size, count)
+            print(f"  {kind:<4} {size:>3}B {impl:<17} {row[impl] / 1e6:7.2f} M lines/s", flush=True)
+        results["throughput"][f"{kind}/{size}"] = row
+
+
+def fanin(quick: bool, repeat: int, results: Dict) -> None:
+    for clients in (100, 1000):
+        per_client = (100_000 if quick else 1_000_000) // clients
+        row: Dict[str, float] = {}
+        for impl in SERVERS:
+            if available(impl):
+                row[impl] = median_of(repeat, one_fanin, impl, clients, per_client)
+                print(
+                    f"  fan-in {clients:>4} {impl:<17} {row[impl] / 1e6:7.2f} M lines/s", flush=True
+                )
+        results["fanin"][str(clients)] = row
+
+
+def idle(quick: bool, repeat: int, results: Dict) -> None:
+    reps = 300 if quick else 2000
+    for k in (10, 100, 1000, 10000):
+        row = {}
+        for impl in ("channels", "floor"):
+            row[impl] = statistics.median(
+                run_json([COSTS, "idle", impl, str(k), str(reps)])["seconds"] for _ in range(repeat)
+            )
+        print(
+            f"  idle {k:>5}: channels {row['channels'] * 1e6:6.1f} us, floor {row['floor'] * 1e6:6.1f} us",
+            flush=True,
+        )
+        results["idle"][str(k)] = row
+
+
+def readsize(results: Dict, repeat: int) -> None:
+    for size in (4096, 16384, 65536, 262144, 1048576):
+        runs = [run_json([COSTS, "readsize", str(size)]) for _ in range(repeat)]
+        row = {name: statistics.median(run[name] for run in runs) for name in ("channels", "floor")}
+        print(
+            f"  read {size:>7}: channels {row['channels'] * 1e9:5.0f} ns/line, floor {row['floor'] * 1e9:5.0f}",
+            flush=True,
+        )
+        results["readsize"][str(size)] = row
+
+
+def memory(results: Dict, quick: bool) -> None:
+    count = 2000 if quick else 10000
+    for impl in ("channels", "asyncio-protocol", "asyncio-streams"):
+        got = run_json([COSTS, "memory", impl, str(count)])["bytes_per_channel"]
+        print(f"  memory {impl:<17} {got:7.0f} bytes per idle channel", flush=True)
+        results["memory"][impl] = got
+
+
+def bulk(results: Dict, quick: bool, repeat: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "bulk.json")
+        subprocess.run(
+            [
+                sys.executable,
+                BULK,
+                "--mib",
+                "64" if quick else "256",
+                "--repeat",
+                str(repeat),
+                "--json",
+                path,
+            ],
+            check=True,
+            timeout=600,
+        )
+        with open(path) as file:
+            results["bulk_write"] = json.load(file)
+
+
+# -- report ------------------------------------------------------------------
+
+
+def ratio(value: float, floor: Optional[float]) -> str:
+    return f"{value / floor:.2f}" if floor else "-"
+
+
+def tables(results: Dict) -> str:
+    out: List[str] = []
+    add = out.append
+    add(f"Measured {results['date']} on {results['machine']}, Python {results['python']}")
+    add(f"({results['mode']} run, medians of {results['repeat']}).")
+    if results["missing"]:
+        add(f"Missing peers (not installed, skipped): {', '.join(results['missing'])}.")
+    add("")
+    rows: Table = [("implementation", *(case for case in results["throughput"]))]
+    impls = list(next(iter(results["throughput"].values())))
+    for impl in impls:
+        cells = []
+        for row in results["throughput"].values():
+            cells.append(f"{row[impl] / 1e6:.2f} ({ratio(row[impl], row.get('floor'))})")
+        rows.append((impl, *cells))
+    add("Line throughput, M lines/s (ratio to the floor), one connection, transport/line size:")
+    add("")
+    add(rst_table(rows))
+    rows = [("implementation", *(f"{c} clients" for c in results["fanin"]))]
+    fan_impls = list(next(iter(results["fanin"].values())))
+    for impl in fan_impls:
+        rows.append(
+            (
+                impl,
+                *(
+                    f"{r[impl] / 1e6:.2f} ({ratio(r[impl], r.get('floor'))})"
+                    for r in results["fanin"].values()
+                ),
+            )
+        )
+    add("Fan-in over loopback TCP, 32-byte lines, M lines/s (ratio to the floor):")
+    add("")
+    add(rst_table(rows))
+    rows = [("idle channels", "channels poll()", "floor", "ratio")]
+    for k, row in results["idle"].items():
+        rows.append(
+            (
+                k,
+                f"{row['channels'] * 1e6:.1f} us",
+                f"{row['floor'] * 1e6:.1f} us",
+                ratio(row["channels"], row["floor"]),
+            )
+        )
+    add("Cost of one poll() returning one line, against idle registered channels:")
+    add("")
+    add(rst_table(rows))
+    rows = [("read size", "channels ns/line", "floor ns/line")]
+    for size, row in results["readsize"].items():
+        rows.append(
+            (
+                f"{int(size) // 1024} KiB",
+                f"{row['channels'] * 1e9:.0f}",
+                f"{row['floor'] * 1e9:.0f}",
+            )
+        )
+    add("Line framing cost per line against the size of a read:")
+    add("")
+    add(rst_table(rows))
+    rows = [("implementation", "bytes per idle channel")]
+    for impl, value in results["memory"].items():
+        rows.append((impl, f"{value:.0f}"))
+    add("Memory (RSS growth) per idle registered connection:")
+    add("")
+    add(rst_table(rows))
+    if results.get("bulk_write"):
+        rows = [("writer", "MiB/s", "vs raw send loop")]
+        bulk_results = results["bulk_write"]["medians"]
+        raw = bulk_results.get("raw")
+        for impl, value in bulk_results.items():
+            if isinstance(value, (int, float)):
+                rows.append((impl, f"{value:.0f}", ratio(value, raw)))
+        add("Bulk write through a socketpair:")
+        add("")
+        add(rst_table(rows))
+    return "\n".join(out)
+
+
+def rst_table(rows: Table) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    rule = "  ".join("=" * w for w in widths)
+    lines = [rule, "  ".join(c.ljust(w) for c, w in zip(rows[0], widths)).rstrip(), rule]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows[1:]]
+    return "\n".join([*lines, rule, ""])
+
+
+def plot(results: Dict, path: str) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plot")
+        return False
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
+    row = results["throughput"].get("unix/32") or next(iter(results["throughput"].values()))
+    names = list(row)
+    left.barh(
+        names,
+        [row[n] / 1e6 for n in names],
+        color=["#c44" if n.startswith("channels") else "#48a" for n in names],
+    )
+    left.set_xlabel("M lines/s (32-byte lines, Unix socketpair)")
+    left.invert_yaxis()
+    left.set_title("Line throughput")
+    ks = [int(k) for k in results["idle"]]
+    for impl, style in (("channels", "o-"), ("floor", "s--")):
+        right.plot(ks, [results["idle"][str(k)][impl] * 1e6 for k in ks], style, label=impl)
+    right.set_xscale("log")
+    right.set_xlabel("idle registered channels")
+    right.set_ylabel("us per poll() returning one line")
+    right.set_ylim(bottom=0)
+    right.set_title("poll() cost against idle channels")
+    right.legend()
+    fig.suptitle(f"channels benchmarks — Python {results['python']}, {results['date']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    return True
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer cases and lines: under a minute"
+    )
+    parser.add_argument("--out", default=os.path.join(HERE, "results"), help="where results go")
+    args = parser.parse_args()
+    repeat = 3
+    started = time.monotonic()
+    results: Dict = {
+        "date": datetime.date.today().isoformat(),
+        "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores",
+        "python": platform.python_version(),
+        "mode": "quick" if args.quick else "full",
+        "repeat": repeat,
+        "throughput": {},
+        "fanin": {},
+        "idle": {},
+        "readsize": {},
+        "memory": {},
+    }
+    print("line throughput:", flush=True)
+    throughput(args.quick, repeat, results)
+    print("fan-in:", flush=True)
+    fanin(args.quick, 1 if args.quick else 3, results)
+    print("idle scaling:", flush=True)
+    idle(args.quick, 1 if args.quick else repeat, results)
+    print("per-line cost against read size:", flush=True)
+    readsize(results, 1 if args.quick else 3)
+    print("memory:", flush=True)
+    memory(results, args.quick)
+    if not args.quick:
+        print("bulk write:", flush=True)
+        bulk(results, args.quick, 3)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "results.json"), "w") as file:
+        json.dump(results, file, indent=1)
+    text = tables(results)
+    with open(os.path.join(args.out, "results.rst"), "w") as file:
+        file.write(text + "\n")
+    print()
+    print(text)
+    if plot(results, os.path.join(args.out, "performance.png")):
+        print(f"plot: {os.path.join(args.out, 'performance.png')}")
+    print(f"done in {time.monotonic() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
