@@ -65,7 +65,7 @@ def write_raw(sock: socket.socket, total: int) -> None:
 
 def write_channels(sock: socket.socket, total: int) -> None:
     sys.path.insert(0, ROOT)
-    from channels import SocketChannel, WriteBufferFullError  # noqa: PLC0415
+    from channels import SocketChannel, WriteBufferFullError
 
     channel = SocketChannel(sock)
     chunk = payload_chunk()

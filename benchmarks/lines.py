@@ -283,7 +283,7 @@ def consume_twisted(fd: int, kind: str, count: int) -> Result:
         first = last = b""
         t0 = 0.0
 
-        def lineReceived(self, item: bytes) -> None:  # noqa: N802
+        def lineReceived(self, item: bytes) -> None:
             if not self.t0:
                 self.t0 = time.perf_counter()
                 self.first = item
@@ -296,7 +296,7 @@ def consume_twisted(fd: int, kind: str, count: int) -> Result:
                 )
                 reactor.stop()  # type: ignore[attr-defined]
 
-        def connectionLost(self, reason: object = None) -> None:  # noqa: N802
+        def connectionLost(self, reason: object = None) -> None:
             if "result" not in state and reactor.running:  # type: ignore[attr-defined]
                 reactor.stop()  # type: ignore[attr-defined]
 

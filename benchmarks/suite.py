@@ -140,7 +140,7 @@ def throughput(quick: bool, repeat: int, results: Dict) -> None:
         [("unix", 32)] if quick else [(k, s) for k in ("unix", "tcp", "pipe") for s in (32, 200)]
     )
     for kind, size in cases:
-        count = (200_000 if quick else 1_500_000) * 32 // size
+        count = (200_000 if quick else 400_000) * 32 // size
         row: Dict[str, float] = {}
         for impl in impls:
             row[impl] = median_of(repeat, one_stream, impl, kind, size, count)
@@ -150,7 +150,7 @@ def throughput(quick: bool, repeat: int, results: Dict) -> None:
 
 def fanin(quick: bool, repeat: int, results: Dict) -> None:
     for clients in (100, 1000):
-        per_client = (100_000 if quick else 1_000_000) // clients
+        per_client = (100_000 if quick else 400_000) // clients
         row: Dict[str, float] = {}
         for impl in SERVERS:
             if available(impl):
@@ -170,7 +170,8 @@ def idle(quick: bool, repeat: int, results: Dict) -> None:
                 run_json([COSTS, "idle", impl, str(k), str(reps)])["seconds"] for _ in range(repeat)
             )
         print(
-            f"  idle {k:>5}: channels {row['channels'] * 1e6:6.1f} us, floor {row['floor'] * 1e6:6.1f} us",
+            f"  idle {k:>5}: channels {row['channels'] * 1e6:6.1f} us,"
+            f" floor {row['floor'] * 1e6:6.1f} us",
             flush=True,
         )
         results["idle"][str(k)] = row
@@ -181,7 +182,8 @@ def readsize(results: Dict, repeat: int) -> None:
         runs = [run_json([COSTS, "readsize", str(size)]) for _ in range(repeat)]
         row = {name: statistics.median(run[name] for run in runs) for name in ("channels", "floor")}
         print(
-            f"  read {size:>7}: channels {row['channels'] * 1e9:5.0f} ns/line, floor {row['floor'] * 1e9:5.0f}",
+            f"  read {size:>7}: channels {row['channels'] * 1e9:5.0f} ns/line,"
+            f" floor {row['floor'] * 1e9:5.0f}",
             flush=True,
         )
         results["readsize"][str(size)] = row
