@@ -44,8 +44,8 @@ dist: $(STAMP)
 
 # The peers go in one by one: one that fails to install is reported missing.
 $(BENCH_STAMP): benchmarks/requirements.txt setup.cfg
+	rm -rf $(BENCH_VENV)
 	$(PYTHON) -m venv $(BENCH_VENV)
-	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(BENCH_VENV)/bin/python -m pip install --quiet -e .
 	for peer in $$(grep -v '^#' benchmarks/requirements.txt); do \
 	    $(BENCH_VENV)/bin/python -m pip install --quiet "$$peer" || echo "bench: $$peer not installed"; \
