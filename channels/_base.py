@@ -30,6 +30,7 @@ from typing import (
     List,
     Optional,
     Protocol,
+    Set,
     Tuple,
     TypeVar,
     Union,
@@ -218,8 +219,12 @@ def drains_on_short_read(read: _Read) -> _Read:
     (a plain ``recv``/``read`` of a stream): the fast path stops there instead
     of reading again to hear ``EAGAIN``. A subclass that overrides the marked
     ``_read()`` is not marked."""
-    read.short_read_drains = True  # type: ignore[attr-defined]
+    _DRAINING_READS.add(read)
     return read
+
+
+_DRAINING_READS: Set[Callable[..., bytes]] = set()
+"""The ``_read()`` functions marked by ``drains_on_short_read``."""
 
 
 FrameReader = Callable[[int], Tuple[List[bytes], int]]
@@ -280,7 +285,7 @@ class Channel(abc.ABC):
         # What the next _read() asks of the OS: less than READ_SIZE when
         # _fill() is near its limit (a 0.2 subclass's _read() may ignore it).
         self._read_size = READ_SIZE
-        self._short_read_drains: bool = getattr(type(self)._read, "short_read_drains", False)
+        self._short_read_drains = type(self)._read in _DRAINING_READS
         framer = self._framer
         # (hasattr, not isinstance: a runtime protocol check is slow per client)
         bulk = hasattr(framer, "take_frames") and hasattr(framer, "error_waiting")

@@ -797,3 +797,41 @@ def test_a_framer_without_take_frames_is_read_frame_by_frame(poller: Poller) -> 
         (b"z", channel),
     ]
     channel.close()
+
+
+class _CountingSocket(socket.socket):
+    recvs = 0
+
+    def recv(self, size: int, flags: int = 0) -> bytes:
+        self.recvs += 1
+        return super().recv(size, flags)
+
+
+def test_a_ready_socket_channel_costs_one_read_when_it_comes_up_short(poller: Poller) -> None:
+    ours, peer = socket.socketpair()
+    sock = _CountingSocket(fileno=ours.detach())
+    channel = channels.SocketChannel(sock, buffering="line")
+    poller.register(channel)
+    peer.sendall(b"line\n" * 1000)
+    assert len(poll_until(poller, lambda got: len(got) >= 1000)) == 1000
+    assert sock.recvs == 1  # a short read: the OS had no more, no EAGAIN read
+    peer.close()
+    assert poll_until(poller, bool) == [(b"", channel)]  # the end: seen by the next select
+    channel.close()
+
+
+class _SubclassedRead(channels.SocketChannel):
+    def _read(self) -> bytes:
+        return super()._read()
+
+
+def test_a_subclass_that_overrides_read_reads_until_the_os_says_no_more(poller: Poller) -> None:
+    ours, peer = socket.socketpair()
+    sock = _CountingSocket(fileno=ours.detach())
+    channel = _SubclassedRead(sock, buffering="line")
+    poller.register(channel)
+    peer.sendall(b"line\n" * 10)
+    assert len(poll_until(poller, lambda got: len(got) >= 10)) == 10
+    assert sock.recvs == 2  # its _read() is not known to drain on a short read
+    peer.close()
+    channel.close()
