@@ -428,7 +428,9 @@ class Channel(abc.ABC):
         framer = self._framer
         total = 0
         while total < max_bytes:
-            size = self._read_size = min(READ_SIZE, max_bytes - total)
+            size = max_bytes - total
+            size = min(size, READ_SIZE)
+            self._read_size = size
             try:
                 data = self._read()
             except EndpointClosedException as exc:

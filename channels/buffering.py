@@ -18,6 +18,7 @@ passes through, ``'line'`` is ``LineBuffering()``, and — as in 0.2 — any oth
 value means bytes.
 """
 
+import sys
 from typing import List, Optional, Protocol, Union, runtime_checkable
 
 from ._errors import LineTooLong
@@ -161,6 +162,7 @@ class _LineFramer:
         "_max_length",
         "_next",
         "_searched",
+        "_simple_up_to",
     )
 
     def __init__(self, delimiter: bytes, max_length: Optional[int]) -> None:
@@ -170,6 +172,11 @@ class _LineFramer:
         self._next = 0
         self._delimiter = delimiter
         self._max_length = max_length
+        # Up to how many buffered bytes splitlines() cuts exactly what we
+        # would: no line of them can pass the limit (-1: never, another delimiter).
+        self._simple_up_to = -1
+        if delimiter == b"\n":
+            self._simple_up_to = sys.maxsize if max_length is None else max_length
         self._searched = 0
         self._eof = False
         self._failed = False
@@ -199,10 +206,9 @@ class _LineFramer:
         buffer = self._buffer
         if (  # the hot path: whole lines only, nothing else pending
             buffer.endswith(b"\n")
-            and self._delimiter == b"\n"
+            and len(buffer) <= self._simple_up_to
             and self._next >= len(self._lines)
             and self._error is None
-            and (self._max_length is None or len(buffer) <= self._max_length)
             and b"\r" not in buffer
         ):
             chunk = bytes(buffer)

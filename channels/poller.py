@@ -41,7 +41,7 @@ import selectors
 import socket
 import sys
 import time
-from typing import Callable, Dict, List, Optional, Set, Tuple, Union, cast
+from typing import AbstractSet, Callable, Dict, List, Optional, Tuple, Union, cast
 
 from ._base import AGAIN, DRAINED
 from ._errors import EndpointClosedException, LineTooLong
@@ -104,6 +104,9 @@ PollResult = Union[DataEvent, AcceptEvent]
 _Collected = Union[Tuple[List[bytes], ChannelLike], ChannelClosed, ClientAccepted]
 """What a poll collects: the frames of one read as a plain tuple (the hot
 path), the rest as events."""
+
+_NONE_READ: AbstractSet[int] = frozenset()
+"""No channel was read before the selector's ready list this time."""
 
 SelectorFactory = Callable[[], selectors.BaseSelector]
 """A selector class such as ``selectors.PollSelector``, or any factory of one."""
@@ -496,8 +499,12 @@ class Poller:
         longer registered — and ``((addr, client_channel), server_sock)`` per
         accepted client. ``poll_events()`` gives the same as typed events.
         """
+        collected = self._collect(timeout)
+        if len(collected) == 1 and type(collected[0]) is tuple:  # one channel's lines
+            frames, channel = collected[0]
+            return list(zip(frames, itertools.repeat(channel)))
         results: List[PollResult] = []
-        for item in self._collect(timeout):
+        for item in collected:
             if isinstance(item, tuple):
                 results += zip(item[0], itertools.repeat(item[1]))
             else:
@@ -537,7 +544,11 @@ class Poller:
         deadline = None if timeout is None else now + timeout
         while True:
             left = None if deadline is None else max(0.0, deadline - now)
-            self._poll_once(self._wait_time(left, now), now)
+            if self._closed or self._unfinished or self._results:
+                wait: Optional[float] = 0  # there is news already: do not wait
+            else:
+                wait = self._wait_time(left, now)
+            self._poll_once(wait, now)
             # Writes flushed but nothing to report: that is no timeout yet.
             if self._results or self._woken or (left is not None and left <= 0):
                 results, self._results = self._results, []
@@ -546,8 +557,7 @@ class Poller:
             now = time.monotonic()
 
     def _wait_time(self, left: Optional[float], now: float) -> Optional[float]:
-        if self._closed or self._unfinished or self._results:
-            return 0  # there is news already: do not wait
+        """How long select() may wait when there is no news yet."""
         wait = left
         for server in self._servers.values():
             if server.resume_at > now:  # wake up to watch it again
@@ -571,10 +581,10 @@ class Poller:
         except (OSError, ValueError) as exc:
             self._find_bad_fds(exc)
             ready = []
-        read_already: Set[int] = set()
+        read_already: AbstractSet[int] = _NONE_READ
         if self._unfinished:
+            read_already = {id(watched) for watched in self._unfinished.values()}
             for watched in list(self._unfinished.values()):
-                read_already.add(id(watched))
                 self._read(watched)
         channels = self._channels
         for key, events in ready:
@@ -593,7 +603,7 @@ class Poller:
         if self._closed:
             self._report_closed()
 
-    def _dispatch(self, record: Record, events: int, read_already: Set[int]) -> None:
+    def _dispatch(self, record: Record, events: int, read_already: AbstractSet[int]) -> None:
         """Act on one ready fd."""
         if isinstance(record, Wakeup):
             self._drain_wakeups()
@@ -647,7 +657,8 @@ class Poller:
                 if frames:
                     results.append((frames, channel))
                 if state == DRAINED and not watched.always_readable:
-                    self._unfinished.pop(id(watched), None)
+                    if self._unfinished:
+                        self._unfinished.pop(id(watched), None)
                     return
                 if state != AGAIN:  # more may wait, where select() cannot see it
                     self._unfinished[id(watched)] = watched
