@@ -39,7 +39,7 @@ from typing import (
 )
 
 from ._errors import EndpointClosedException, LineTooLong, WriteBufferFullError
-from .buffering import BufferingArg, BulkFramer, as_buffering
+from .buffering import BufferingArg, BulkFramer, OneByOne, as_buffering
 
 __all__ = [
     "DEFAULT_HIGH_WATER",
@@ -289,7 +289,7 @@ class Channel(abc.ABC):
         framer = self._framer
         # (hasattr, not isinstance: a runtime protocol check is slow per client)
         bulk = hasattr(framer, "take_frames") and hasattr(framer, "error_waiting")
-        self._bulk = cast(BulkFramer, framer) if bulk else None
+        self._bulk = cast(BulkFramer, framer) if bulk else OneByOne(framer)
         self._high_water = _check_high_water(high_water)
         self._linger = _check_linger(linger)
         self._closed = False
@@ -388,17 +388,10 @@ class Channel(abc.ABC):
         else:
             state = MORE
         try:
-            if bulk is None:
-                frames = []
-                frame = self._framer.next_frame()
-                while frame is not None:
-                    frames.append(frame)
-                    frame = self._framer.next_frame()
-            else:
-                frames = bulk.take_frames()
+            frames = bulk.take_frames()
         except LineTooLong as exc:
             raise self._line_too_long(exc) from None
-        if self._end is not None or (bulk is not None and bulk.error_waiting):
+        if self._end is not None or bulk.error_waiting:
             if not frames:
                 if self._end is None:  # the framer's error: take_frames() raises it
                     return self._read_frames(max_bytes)

@@ -107,6 +107,51 @@ BufferingArg = Union[str, Buffering, None]
 """What the ``buffering`` argument of channels and ``Poller`` accepts."""
 
 
+class OneByOne:
+    """A ``BulkFramer`` view of a framer that only has ``next_frame()``.
+
+    ``take_frames()`` calls it until it has no frame; an error after some
+    frames waits for the next call, so the frames before it are not lost.
+    """
+
+    __slots__ = ("_error", "_framer")
+
+    def __init__(self, framer: Framer) -> None:
+        self._framer = framer
+        self._error: Optional[Exception] = None
+
+    def feed(self, data: bytes) -> None:
+        self._framer.feed(data)
+
+    def feed_eof(self) -> None:
+        self._framer.feed_eof()
+
+    def next_frame(self) -> Optional[bytes]:
+        if self._error is not None:
+            self.take_frames()  # (which raises it)
+        return self._framer.next_frame()
+
+    @property
+    def error_waiting(self) -> bool:
+        return self._error is not None
+
+    def take_frames(self) -> List[bytes]:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        frames: List[bytes] = []
+        try:
+            frame = self._framer.next_frame()
+            while frame is not None:
+                frames.append(frame)
+                frame = self._framer.next_frame()
+        except Exception as exc:
+            if not frames:
+                raise
+            self._error = exc
+        return frames
+
+
 class _BytesFramer:
     """Frames are all bytes buffered so far, in one piece."""
 

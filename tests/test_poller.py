@@ -835,3 +835,41 @@ def test_a_subclass_that_overrides_read_reads_until_the_os_says_no_more(poller: 
     assert sock.recvs == 2  # its _read() is not known to drain on a short read
     peer.close()
     channel.close()
+
+
+class _ThreeThenTooLongFramer(_OneByteFramer):
+    """Gives one-byte frames; the fourth is 'too long'."""
+
+    given = 0
+
+    def next_frame(self) -> Optional[bytes]:
+        frame = super().next_frame()
+        if frame is not None:
+            self.given += 1
+            if self.given == 4:
+                raise channels.LineTooLong(3, 4)
+        return frame
+
+
+class _ThreeThenTooLong:
+    name = "three"
+
+    def new_framer(self) -> _ThreeThenTooLongFramer:
+        return _ThreeThenTooLongFramer()
+
+
+def test_frames_before_a_custom_framers_error_are_delivered_first(poller: Poller) -> None:
+    channel = TestChannel(buffering=_ThreeThenTooLong())
+    poller.register(channel)
+    channel.put(b"abcdef")
+    events = []
+    deadline = time.monotonic() + DEADLINE
+    while not any(isinstance(e, channels.ChannelClosed) for e in events):
+        assert time.monotonic() < deadline, events
+        events += poller.poll_events(0.05)
+    assert events == [
+        channels.DataReceived(channel, b"a"),
+        channels.DataReceived(channel, b"b"),
+        channels.DataReceived(channel, b"c"),
+        channels.ChannelClosed(channel, channels.CloseReason.LINE_TOO_LONG, 0),
+    ]
