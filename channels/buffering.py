@@ -271,7 +271,8 @@ class _LineFramer:
         buffer = self._buffer
         delimiter = self._delimiter
         # A delimiter may straddle the old end of the buffer: step back over it.
-        start = max(0, self._searched - len(delimiter) + 1)
+        start = self._searched - len(delimiter) + 1
+        start = start if start > 0 else 0
         last = buffer.rfind(delimiter, start)
         if last >= 0:
             end = last + len(delimiter)

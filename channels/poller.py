@@ -543,7 +543,7 @@ class Poller:
         now = time.monotonic()
         deadline = None if timeout is None else now + timeout
         while True:
-            left = None if deadline is None else max(0.0, deadline - now)
+            left = None if deadline is None else (deadline - now if deadline > now else 0.0)
             if self._closed or self._unfinished or self._results:
                 wait: Optional[float] = 0  # there is news already: do not wait
             else:
@@ -558,13 +558,16 @@ class Poller:
 
     def _wait_time(self, left: Optional[float], now: float) -> Optional[float]:
         """How long select() may wait when there is no news yet."""
+        # (no min()/max(): builtin calls cost more than these tests, per poll)
         wait = left
         for server in self._servers.values():
-            if server.resume_at > now:  # wake up to watch it again
-                wait = server.resume_at - now if wait is None else min(wait, server.resume_at - now)
+            until = server.resume_at - now
+            if until > 0 and (wait is None or until < wait):  # wake up to watch it again
+                wait = until
         if sys.platform != "win32" and self._channels:
-            until_check = max(0.0, self._next_check - now)
-            wait = until_check if wait is None else min(wait, until_check)
+            until = self._next_check - now if self._next_check > now else 0.0
+            if wait is None or until < wait:
+                wait = until
         return wait
 
     def _poll_once(self, timeout: Optional[float], now: float) -> None:
