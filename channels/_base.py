@@ -235,7 +235,8 @@ def frame_reader(channel: object) -> Optional[FrameReader]:
     """The channel's bulk read, if it is a ``Channel`` whose ``read()`` is the
     base class's own (a subclass that overrides ``read()`` is read with it)."""
     if isinstance(channel, Channel) and type(channel).read is Channel.read:
-        return channel._read_frames
+        # The package's own fast path between its modules, not a user's API.
+        return channel._read_frames  # pyright: ignore[reportPrivateUsage]
     return None
 
 
@@ -298,7 +299,7 @@ class Channel(abc.ABC):
         self._end_cause: Optional[BaseException] = None
         self._close_callbacks: List[Callable[[], None]] = []
         # Output the OS has not taken yet: views, oldest first, and their size.
-        self._queue = _NO_OUTPUT
+        self._queue: Deque[memoryview] = _NO_OUTPUT
         self._queued = 0
         self._undelivered = 0
         # Why writing became impossible (the OS error), once it did.
@@ -479,7 +480,7 @@ class Channel(abc.ABC):
             )
         queue = self._queue
         if queue is _NO_OUTPUT:
-            queue = self._queue = collections.deque()
+            queue = self._queue = collections.deque[memoryview]()
         added = 0
         for view in views:
             if view:
