@@ -111,3 +111,16 @@ def reveal_events(poller: channels.poller.Poller) -> None:
             assert_type(event, ClientAccepted)
             assert_type(event.channel, SocketChannel)
             assert_type(event.server, socket.socket)
+
+
+def reveal_batches(poller: channels.poller.Poller) -> None:
+    events = poller.poll_batches(0.5)
+    assert_type(events, List[channels.BatchEvent])
+    for event in events:
+        if isinstance(event, channels.FramesReceived):
+            assert_type(event.frames, List[bytes])
+            assert_type(event.channel, ChannelLike)
+        elif isinstance(event, ChannelClosed):
+            assert_type(event.reason, CloseReason)
+        else:
+            assert_type(event, ClientAccepted)
