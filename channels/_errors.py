@@ -25,7 +25,18 @@ When the end is gone because the OS said so, the ``OSError`` is chained as
 ``__cause__``.
 """
 
-__all__ = ["ChannelError", "EndpointClosedException", "LineTooLong", "WriteBufferFullError"]
+__all__ = [
+    "BAD_CHANNEL_ERRORS",
+    "ChannelError",
+    "EndpointClosedException",
+    "LineTooLong",
+    "WriteBufferFullError",
+]
+
+BAD_CHANNEL_ERRORS = (OSError, ValueError, KeyError)
+"""What a broken custom channel may raise from ``read()`` or ``flush()``: a
+Poller logs it and reports that channel closed (or ends its delivery) rather
+than raising, so one bad channel cannot stop a server."""
 
 
 class ChannelError(Exception):

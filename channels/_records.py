@@ -1,103 +1,195 @@
-"""The Poller's bookkeeping: one small record per thing its selector watches.
+"""What a Poller keeps per watched thing: one small record each.
 
 A record is the ``data`` of a selector key: ``Watched`` for a channel (and
 ``WriteSide`` for a channel's sink, when that is another fd), ``Server`` for
-a listening socket, ``Wakeup`` for the socketpair ``wakeup()`` writes to. The
-fd helpers tell whether an fd is open, what it refers to, and whether it is a
-regular file. No IO besides ``fstat``/``select`` probes; no policy.
+a listening socket, ``Wakeup`` for the socketpair ``wakeup()`` writes to.
+``Shape`` says which optional abilities (``channels._protocols``) a channel's
+class has, worked out once per class; ``Watched`` keeps each ability as a
+typed field, so no code needs ``getattr`` or a cast to use one. The states
+a ``Watched`` goes through are drawn in ``channels._registry``. No IO here.
 """
 
-import os
-import select
+import enum
 import selectors
 import socket
-import stat
-import sys
-from typing import Callable, Dict, NamedTuple, Optional, Tuple, Union
+from typing import Callable, Dict, List, NamedTuple, Optional, Tuple, Union, cast
 
-from ._base import Channel, ChannelLike, CloseNotifier, QueuedWriter, frame_reader
+from ._base import Channel
+from ._fds import Identity, identity_of
+from ._protocols import (
+    AGAIN,
+    DRAINED,
+    MORE,
+    ChannelLike,
+    CloseNotifier,
+    FrameSource,
+    Lingering,
+    QueuedWriter,
+)
 
 __all__ = [
-    "Identity",
+    "ReadLoop",
     "Record",
     "Server",
+    "Shape",
+    "State",
     "Wakeup",
     "Watched",
     "WriteSide",
-    "fd_is_open",
-    "identity_of",
-    "is_regular_file",
     "record_of",
+    "shape_of",
 ]
 
-Identity = Optional[Tuple[int, int]]
+
+class State(enum.Enum):
+    """Where a registered channel is in its lifecycle (see ``channels._registry``)."""
+
+    OPEN = "open"
+    HALF_CLOSED = "half-closed"
+    CLOSING = "closing"
+    CLOSED = "closed"
+    LOST = "lost"
+    STALE = "stale"
+    BROKEN = "broken"
+    FORGOTTEN = "forgotten"
 
 
-def identity_of(fd: int) -> Identity:
-    """What the fd refers to (device, inode), to notice it was closed or reused."""
-    if sys.platform == "win32":
-        return None  # Windows sockets are not fds to os.fstat
-    else:  # (an else: for mypy --platform win32)
-        try:
-            info = os.fstat(fd)
-        except OSError:
-            return None
-        return (info.st_dev, info.st_ino)
+class Shape(NamedTuple):
+    """Which of the channel protocols a class implements."""
+
+    channel_like: bool
+    queued_writer: bool
+    close_notifier: bool
+    lingering: bool
+    frame_source: bool
+
+
+_SHAPES: Dict[type, Shape] = {}
+
+
+def shape_of(channel: object) -> Shape:
+    """The protocols ``channel`` implements, worked out once per class:
+    ``isinstance`` on a runtime protocol inspects every member each time
+    (hundreds of microseconds on Python 3.11), too slow per accepted client.
+
+    A ``Channel`` subclass that overrides ``read()`` is no ``FrameSource``:
+    the Poller reads it through its own ``read()``.
+    """
+    cls = type(channel)
+    shape = _SHAPES.get(cls)
+    if shape is None:
+        if isinstance(channel, Channel):
+            source = type(channel).read is Channel.read
+        else:
+            source = isinstance(channel, FrameSource)
+        shape = Shape(
+            isinstance(channel, ChannelLike),
+            isinstance(channel, QueuedWriter),
+            isinstance(channel, CloseNotifier),
+            isinstance(channel, Lingering),
+            source,
+        )
+        if isinstance(channel, Channel):  # a plain object may gain members later
+            _SHAPES[cls] = shape
+    return shape
 
 
 class Watched:
-    """A registered channel, as the selector's ``data`` and in the identity map."""
+    """A registered channel: the selector's ``data`` and the registry's entry."""
 
     __slots__ = (
+        "__weakref__",
         "always_readable",
         "channel",
+        "closer",
+        "deadline",
         "fd",
         "identity",
-        "lost",
+        "key",
+        "notifier",
         "on_close",
         "on_output",
         "paused",
         "read_frames",
-        "reading",
+        "ready",
         "server",
-        "stale",
+        "state",
         "write_fd",
         "write_side",
+        "writer",
         "writing",
     )
 
-    def __init__(self, channel: ChannelLike, fd: int, write_fd: int) -> None:
+    def __init__(self, channel: ChannelLike, fd: int, shape: Shape) -> None:
         self.channel = channel
+        self.key = id(channel)
         self.fd = fd
-        # Watched for writing while output is queued: the same fd (a socket)
-        # or another one (a pipe's sink), which then has a record of its own.
-        self.write_fd = write_fd
-        self.write_side = WriteSide(self) if write_fd != fd else None
         self.identity = identity_of(fd)
-        self.on_close: Optional[Callable[[], None]] = None
-        self.on_output: Optional[Callable[[bool], None]] = None
-        # False once its end was reported: it is then only drained.
-        self.reading = True
+        self.state = State.OPEN
+        # OPEN and not paused: what the poll loop tests before reading it.
+        self.ready = False
         # pause_reading(): not read until resume_reading().
         self.paused = False
-        # A regular file, never selected: read by every poll() while reading.
+        # A regular file, never selected: read by every poll() while open.
         self.always_readable = False
-        # True while it has queued output: the fd is watched for writing too.
+        # True while it has queued output: its write fd is watched too.
         self.writing = False
-        # Its fd went bad behind our back (closed, or reused: stale).
-        self.lost = False
-        # Its fd number was taken over by another file: never read it again.
-        self.stale = False
-        # Reads all frames at once: see Channel._read_frames.
-        self.read_frames = frame_reader(channel)
+        # CLOSING: when to give up on its reader (monotonic seconds).
+        self.deadline = 0.0
+        # Its abilities, typed (None: it lacks one). The shape vouches for
+        # each cast: these are the only ones, and they cost nothing per poll.
+        self.read_frames: Callable[[int], Tuple[List[bytes], int]] = (
+            cast(FrameSource, channel).read_frames
+            if shape.frame_source
+            else ReadLoop(channel).read_frames
+        )
+        self.writer = cast(QueuedWriter, channel) if shape.queued_writer else None
+        self.notifier = cast(CloseNotifier, channel) if shape.close_notifier else None
+        self.closer = cast(Lingering, channel) if shape.lingering else None
+        self.on_close: Optional[Callable[[], None]] = None
+        self.on_output: Optional[Callable[[bool], None]] = None
+        # Watched for writing while output is queued: the same fd (a socket)
+        # or another one (a pipe's sink), which then has a record of its own.
+        self.write_fd = fd
+        self.write_side: Optional[WriteSide] = None
         # The server it was accepted from, while it counts against max_clients.
         self.server: Optional[Server] = None
 
-    @property
-    def events(self) -> int:
-        return (selectors.EVENT_READ if self.reading and not self.paused else 0) | (
-            selectors.EVENT_WRITE if self.writing else 0
-        )
+    def __repr__(self) -> str:
+        return f"<Watched {self.state.value} fd={self.fd} {self.channel!r}>"
+
+
+class ReadLoop:
+    """``read_frames()`` for a channel that has only ``read()``: it is called
+    until it returns ``b''`` or ``max_bytes`` came. An error after some frames
+    is raised by the next call, so the frames before it are not lost."""
+
+    __slots__ = ("_channel", "_error")
+
+    def __init__(self, channel: ChannelLike) -> None:
+        self._channel = channel
+        self._error: Optional[Exception] = None
+
+    def read_frames(self, max_bytes: int) -> Tuple[List[bytes], int]:
+        """Frames from ``read()``, and ``DRAINED``, ``MORE`` or ``AGAIN``."""
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        frames: List[bytes] = []
+        total = 0
+        try:
+            while total < max_bytes:
+                data = self._channel.read()
+                if not data:
+                    return frames, DRAINED
+                frames.append(data)
+                total += len(data)
+        except Exception as exc:
+            if not frames:
+                raise
+            self._error = exc
+            return frames, AGAIN
+        return frames, MORE
 
 
 class WriteSide:
@@ -112,21 +204,27 @@ class WriteSide:
 class Server:
     """A listening socket, as the selector's ``data``."""
 
-    __slots__ = ("backing_off", "clients", "fd", "identity", "max_clients", "resume_at", "sock")
+    __slots__ = (
+        "active",
+        "backing_off",
+        "clients",
+        "fd",
+        "identity",
+        "max_clients",
+        "resume_at",
+        "sock",
+    )
 
     def __init__(self, sock: socket.socket, max_clients: Optional[int]) -> None:
         self.sock = sock
         self.fd = sock.fileno()
-        self.identity = identity_of(self.fd)
+        self.identity: Identity = identity_of(self.fd)
         self.max_clients = max_clients
         self.clients = 0
-        self.resume_at = 0.0  # not watched before this (back-off)
+        self.resume_at = 0.0  # backing off: not watched before this
         self.backing_off = False
-
-    def wanted(self, now: float) -> bool:
-        """Should the server's fd be watched now?"""
-        below_cap = self.max_clients is None or self.clients < self.max_clients
-        return below_cap and now >= self.resume_at
+        # False once dropped (removed, its fd lost or reused).
+        self.active = True
 
 
 class Wakeup:
@@ -141,54 +239,8 @@ class Wakeup:
 Record = Union[Watched, WriteSide, Server, Wakeup]
 
 
-class Shape(NamedTuple):
-    """Which of the channel protocols a class implements."""
-
-    channel_like: bool
-    queued_writer: bool
-    close_notifier: bool
-
-
-_SHAPES: Dict[type, Shape] = {}
-
-
-def shape_of(channel: object) -> Shape:
-    """The protocols ``channel`` implements, worked out once per class:
-    ``isinstance`` on a runtime protocol inspects every member each time
-    (hundreds of microseconds on Python 3.11), too slow per accepted client."""
-    cls = type(channel)
-    shape = _SHAPES.get(cls)
-    if shape is None:
-        shape = Shape(
-            isinstance(channel, ChannelLike),
-            isinstance(channel, QueuedWriter),
-            isinstance(channel, CloseNotifier),
-        )
-        if isinstance(channel, Channel):  # a plain object may gain members later
-            _SHAPES[cls] = shape
-    return shape
-
-
 def record_of(key: selectors.SelectorKey) -> Record:
     """Narrow a selector key's ``data`` (typed ``Any``) to what we put there."""
     data = key.data
     assert isinstance(data, (Watched, WriteSide, Server, Wakeup))
     return data
-
-
-def is_regular_file(fd: int) -> bool:
-    try:
-        return stat.S_ISREG(os.fstat(fd).st_mode)
-    except OSError:
-        return False
-
-
-def fd_is_open(fd: int) -> bool:
-    try:
-        if sys.platform == "win32":  # Windows sockets are not fds to os.fstat
-            select.select([fd], [], [], 0)
-        else:
-            os.fstat(fd)
-    except (OSError, ValueError):
-        return False
-    return True

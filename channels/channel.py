@@ -1,9 +1,10 @@
-"""Channels over pipes and sockets: the only module that makes their syscalls.
+"""Channels over pipes and sockets: where their read and write syscalls are.
 
 ``PipeChannel`` reads a faucet fd and writes a sink fd; ``SocketChannel`` wraps
 a connected stream socket. Both get framing and queued, zero-loss writes from
 ``Channel`` (in ``channels._base``, re-exported here with the protocols, so
-``channels.channel`` offers every name it offered in 0.2).
+``channels.channel`` offers every name it offered in 0.2). ``receive()`` is
+the one translator of read errors; ``Channel._push_or_fail`` that of writes.
 """
 
 import contextlib
@@ -14,21 +15,12 @@ import os
 import select
 import socket
 import sys
-from typing import Deque, Optional
+from typing import Callable, Deque, Optional
 
-from ._base import (
-    DEFAULT_HIGH_WATER,
-    DEFAULT_LINGER,
-    IOV_BATCH,
-    BytesLike,
-    Channel,
-    ChannelLike,
-    CloseNotifier,
-    QueuedWriter,
-    drains_on_short_read,
-    receive,
-)
+from ._base import DEFAULT_HIGH_WATER, DEFAULT_LINGER, READ_SIZE, Channel
 from ._errors import EndpointClosedException
+from ._fds import fd_ready
+from ._protocols import BytesLike, ChannelLike, CloseNotifier, QueuedWriter
 from .buffering import BufferingArg
 
 __all__ = [
@@ -49,14 +41,25 @@ PIPE_BUF = getattr(select, "PIPE_BUF", 512)
 """The largest write a pipe takes whole (POSIX guarantees at least 512)."""
 
 
-def _ready(fd: int, *, writing: bool) -> bool:
-    """Would a read (or a write of PIPE_BUF bytes) on ``fd`` go through now?"""
-    if sys.platform == "win32":  # no poll() there: a sink's writes just block
-        return True
-    else:
-        poller = select.poll()
-        poller.register(fd, select.POLLOUT if writing else select.POLLIN)
-        return bool(poller.poll(0))
+IOV_BATCH = 64
+"""Queued chunks handed to one ``sendmsg``/``writev`` call at most."""
+
+
+def receive(recv: Callable[[int], bytes], size: int, at_eof: str) -> bytes:
+    """One read syscall of at most ``size`` bytes: the bytes there are,
+    ``b''`` if none yet.
+
+    The one translator of read errors: an ``OSError`` means that end is gone.
+    """
+    try:
+        data = recv(size)
+    except BlockingIOError:
+        return b""
+    except OSError as exc:
+        raise EndpointClosedException(f"reading failed: {exc}") from exc
+    if not data:
+        raise EndpointClosedException(at_eof)
+    return data
 
 
 def _close_fd(fd: int, owner: str) -> None:
@@ -137,23 +140,27 @@ class PipeChannel(Channel):
                 os.set_blocking(faucet, False)
             self._sink_blocking = sink is not None and os.get_blocking(sink)
 
-    @drains_on_short_read
-    def _read(self) -> bytes:
+    _short_read_drains = True
+
+    def _receive(self, size: int) -> bytes:
         if not self._can_read:
             raise NotImplementedError(f"{self!r} has no faucet: it cannot read")
-        if self._faucet < 0:
+        faucet = self._faucet
+        if faucet < 0:
             raise EndpointClosedException("the channel was closed")
-        if self._shared and not _ready(self._faucet, writing=False):
+        if self._shared and not fd_ready(faucet, writing=False):
             return b""  # one read() only when it cannot block
-        return receive(
-            lambda size: os.read(self._faucet, size), "the writer closed the pipe", self._read_size
-        )
+        return receive(lambda size: os.read(faucet, size), size, "the writer closed the pipe")
+
+    def _read(self) -> bytes:
+        return PipeChannel._receive(self, READ_SIZE)
 
     def _send(self, queue: Deque[memoryview]) -> int:
         if self._shared:
             # Up to PIPE_BUF bytes, and only when the sink has room for them:
-            # such a write cannot block, whatever the fd's mode.
-            if not _ready(self._sink, writing=True):
+            # such a write cannot block, whatever the fd's mode. (Windows has
+            # no poll(), and its pipes no non-blocking mode: there it blocks.)
+            if sys.platform != "win32" and not fd_ready(self._sink, writing=True):
                 raise BlockingIOError(errno.EAGAIN, "the shared sink is full")
             return os.write(self._sink, queue[0][:PIPE_BUF])
         if sys.platform != "win32" and len(queue) > 1:
@@ -275,11 +282,16 @@ class SocketChannel(Channel):
         """The wrapped socket."""
         return self._sock
 
-    @drains_on_short_read
-    def _read(self) -> bytes:
+    _short_read_drains = True
+    _reading_breaks_writing = True
+
+    def _receive(self, size: int) -> bytes:
         if self._closed:
             raise EndpointClosedException("the channel was closed")
-        return receive(self._sock.recv, "the peer closed the connection", self._read_size)
+        return receive(self._sock.recv, size, "the peer closed the connection")
+
+    def _read(self) -> bytes:
+        return SocketChannel._receive(self, READ_SIZE)
 
     def _send(self, queue: Deque[memoryview]) -> int:
         if sys.platform != "win32" and len(queue) > 1:

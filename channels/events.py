@@ -14,20 +14,25 @@ method only converts.
 
 import dataclasses
 import enum
+import itertools
 import socket
 from typing import List, Tuple, Union
 
-from ._base import ChannelLike
+from ._protocols import ChannelLike
 from .channel import SocketChannel
 
 __all__ = [
+    "AcceptEvent",
     "BatchEvent",
     "ChannelClosed",
     "ClientAccepted",
     "CloseReason",
+    "DataEvent",
     "DataReceived",
     "FramesReceived",
     "PollEvent",
+    "PollResult",
+    "SocketAddress",
 ]
 
 SocketAddress = Union[Tuple[str, int], Tuple[str, int, int, int], str, bytes]
@@ -108,3 +113,51 @@ PollEvent = Union[DataReceived, ChannelClosed, ClientAccepted]
 
 BatchEvent = Union[FramesReceived, ChannelClosed, ClientAccepted]
 """One item of ``Poller.poll_batches()``."""
+
+Collected = Union[Tuple[List[bytes], ChannelLike], ChannelClosed, ClientAccepted]
+"""What a Poller collects: the frames of one read as a plain tuple (the hot
+path), the rest as events; the functions below convert a list of them."""
+
+
+def as_tuples(collected: List[Collected]) -> "List[PollResult]":
+    """``poll()``'s 0.2 tuples: one ``(frame, channel)`` per frame."""
+    if len(collected) == 1 and type(collected[0]) is tuple:  # one channel's lines
+        frames, channel = collected[0]
+        return list(zip(frames, itertools.repeat(channel)))
+    results: List[PollResult] = []
+    for item in collected:
+        if isinstance(item, tuple):
+            results += zip(item[0], itertools.repeat(item[1]))
+        else:
+            results.append(item.as_tuple())
+    return results
+
+
+def as_events(collected: List[Collected]) -> List[PollEvent]:
+    """``poll_events()``'s items: one ``DataReceived`` per frame."""
+    return [
+        event
+        for item in collected
+        for event in (
+            [DataReceived(item[1], frame) for frame in item[0]]
+            if isinstance(item, tuple)
+            else [item]
+        )
+    ]
+
+
+def as_batches(collected: List[Collected]) -> List[BatchEvent]:
+    """``poll_batches()``'s items: one ``FramesReceived`` per read."""
+    return [
+        FramesReceived(item[1], item[0]) if isinstance(item, tuple) else item for item in collected
+    ]
+
+
+DataEvent = Tuple[bytes, ChannelLike]
+"""``(data, channel)``: a frame from a channel, or ``(b'', channel)`` once it closed."""
+
+AcceptEvent = Tuple[Tuple[SocketAddress, SocketChannel], socket.socket]
+"""``((addr, client_channel), server_sock)``: a client that was accepted and registered."""
+
+PollResult = Union[DataEvent, AcceptEvent]
+"""One item of ``Poller.poll()``; tell them apart with ``isinstance(item[0], bytes)``."""

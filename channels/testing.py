@@ -16,8 +16,10 @@ import errno
 import socket
 from typing import Deque, Iterable, Optional
 
-from ._base import DEFAULT_HIGH_WATER, DEFAULT_LINGER, BytesLike, as_views
+from ._base import DEFAULT_HIGH_WATER, DEFAULT_LINGER, READ_SIZE
 from ._errors import EndpointClosedException
+from ._outbox import as_views
+from ._protocols import BytesLike
 from .buffering import BufferingArg
 from .channel import SocketChannel
 
@@ -109,13 +111,16 @@ class TestChannel(SocketChannel):
         self._push_input()
 
     def reset_peer(self) -> None:
-        """The peer resets the connection: what was put but not read yet is
-        lost, and the channel's next read or write fails with
-        ``ECONNRESET`` (as ``EndpointClosedException``)."""
+        """The peer resets the connection, as a TCP reset does: what was put
+        but not read yet is lost, so is the output still queued in the
+        channel, and its next read or write fails with ``ECONNRESET`` (as
+        ``EndpointClosedException``; a ``Poller`` reports it closed, reason
+        reset). What the channel's writes had already delivered stays
+        available to ``get()``."""
         self._reset = True
         self._pieces.clear()
         self._stream_ends = True
-        self._pull_output()
+        self._pull_output(push=False)
         if self._test_end is not None:
             self._test_end.close()  # makes the channel's fd readable
             self._test_end = None
@@ -168,34 +173,42 @@ class TestChannel(SocketChannel):
             else:
                 test_end.shutdown(socket.SHUT_WR)
 
-    def _pull_output(self) -> None:
-        """Receive what the channel wrote, letting its queue drain into the socket."""
+    def _pull_output(self, *, push: bool = True) -> None:
+        """Receive what the channel wrote; with ``push``, let its queue drain
+        into the socket meanwhile."""
         while self._test_end is not None:
             try:
                 data = self._test_end.recv(65536)
             except BlockingIOError:
-                queued = self._queued
-                if not queued or self._write_failure is not None:
+                queued = self._outbox.size
+                if not push or not queued or self._outbox.failure is not None:
                     return
                 self._push_or_fail("delivery to the test of")
-                if self._queued == queued and not self._write_limits:
+                if self._outbox.size == queued and not self._write_limits:
                     return  # no progress (cannot happen on a socketpair; be safe)
                 continue
             if not data:
                 return
             self._from_channel += data
 
-    def _read(self) -> bytes:
+    # Read on until EAGAIN: the next piece of a split put() goes into the
+    # socket only once the channel has read everything before it.
+    _short_read_drains = False
+
+    def _receive(self, size: int) -> bytes:
         if self._reset:
             raise EndpointClosedException("reading failed: the peer reset the connection") from (
                 ConnectionResetError(errno.ECONNRESET, "Connection reset by peer")
             )
         self._push_input()
-        data = super()._read()
+        data = super()._receive(size)
         if not data and self._piece_waits:
             self._piece_waits = False  # the channel read all before the split
             self._push_input()
         return data
+
+    def _read(self) -> bytes:
+        return TestChannel._receive(self, READ_SIZE)
 
     def _send(self, queue: Deque[memoryview]) -> int:
         if self._reset:

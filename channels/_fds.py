@@ -1,0 +1,147 @@
+"""File descriptor probes: is it open, what is it, can it be read or written now.
+
+Standard library only, no state. Windows sockets are not fds to ``os.fstat``,
+and Windows has no ``select.poll()``: each helper says what it does there.
+Waiting here never allocates an fd (``select.poll()`` objects are not fds),
+so a process that ran out of fds can still deliver its queued output.
+"""
+
+import os
+import select
+import selectors
+import stat
+import sys
+from typing import Dict, List, Optional, Tuple
+
+__all__ = [
+    "POSIX_SELECT_LIMIT",
+    "WINDOWS_SELECT_LIMIT",
+    "FdWaiter",
+    "Identity",
+    "check_select_limit",
+    "fd_is_open",
+    "fd_ready",
+    "identity_of",
+    "is_regular_file",
+]
+
+Identity = Optional[Tuple[int, int]]
+"""What an fd refers to, (device, inode); None when it is closed (or on Windows)."""
+
+WINDOWS_SELECT_LIMIT = 512
+"""Sockets ``select()`` takes on Windows (CPython's FD_SETSIZE there)."""
+
+POSIX_SELECT_LIMIT = 1024
+"""``select()`` takes fds below this (FD_SETSIZE) elsewhere; past it, it fails obscurely."""
+
+
+def identity_of(fd: int) -> Identity:
+    """What the fd refers to (device, inode), to notice it was closed or reused."""
+    if sys.platform == "win32":
+        return None
+    else:  # (an else: for mypy --platform win32)
+        try:
+            info = os.fstat(fd)
+        except OSError:
+            return None
+        return (info.st_dev, info.st_ino)
+
+
+def is_regular_file(fd: int) -> bool:
+    """True for an fd open on a regular file (always readable; epoll refuses it)."""
+    try:
+        return stat.S_ISREG(os.fstat(fd).st_mode)
+    except OSError:
+        return False
+
+
+def fd_is_open(fd: int) -> bool:
+    """True while ``fd`` is an open file descriptor (a socket on Windows)."""
+    try:
+        if sys.platform == "win32":
+            select.select([fd], [], [], 0)
+        else:
+            os.fstat(fd)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def fd_ready(fd: int, *, writing: bool, timeout: Optional[float] = 0.0) -> bool:
+    """Wait at most ``timeout`` seconds (None: no limit) until a read (or a
+    write of ``PIPE_BUF`` bytes) on ``fd`` would not block, or it failed, which
+    the next read or write then reports. Windows has no ``poll()``: there it
+    waits with ``select()``, which takes sockets only."""
+    if sys.platform == "win32":
+        if writing:
+            ready = select.select([], [fd], [fd], timeout)
+        else:
+            ready = select.select([fd], [], [fd], timeout)
+        return any(ready)
+    else:
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT if writing else select.POLLIN)
+        return bool(poller.poll(None if timeout is None else _milliseconds(timeout)))
+
+
+def _milliseconds(timeout: float) -> int:
+    # Round up, so a wait is never shorter than asked (as selectors does).
+    return max(0, int(timeout * 1000) + 1) if timeout > 0 else 0
+
+
+class FdWaiter:
+    """Waits on many fds for writability at once, with no fd of its own.
+
+    ``select.poll()`` needs no fd (epoll and kqueue do), so this works when
+    the process is out of them; an fd closed behind our back comes back as
+    ready with ``bad`` set (POLLNVAL) instead of failing the whole wait.
+    """
+
+    def __init__(self) -> None:
+        self._fds: Dict[int, int] = {}
+        if sys.platform != "win32":
+            self._poll = select.poll()
+
+    def add(self, fd: int) -> None:
+        """Wait on ``fd`` too."""
+        self._fds[fd] = fd
+        if sys.platform != "win32":
+            self._poll.register(fd, select.POLLOUT)
+
+    def remove(self, fd: int) -> None:
+        """Stop waiting on ``fd``."""
+        if self._fds.pop(fd, None) is not None and sys.platform != "win32":
+            self._poll.unregister(fd)
+
+    def wait(self, timeout: float) -> List[Tuple[int, bool]]:
+        """The fds that can take more data now, each with True if it is bad."""
+        if sys.platform == "win32":
+            fds = list(self._fds)
+            try:
+                _, writable, failed = select.select([], fds, fds, timeout)
+            except (OSError, ValueError):
+                return [(fd, not fd_is_open(fd)) for fd in fds]
+            return [(fd, False) for fd in {*writable, *failed}]
+        else:
+            return [
+                (fd, bool(flags & select.POLLNVAL))
+                for fd, flags in self._poll.poll(_milliseconds(timeout))
+            ]
+
+
+def check_select_limit(selector: selectors.BaseSelector, fd: int, what: object) -> None:
+    """Raise ``ValueError`` if ``selector`` is a ``SelectSelector`` that cannot take ``fd``."""
+    if not isinstance(selector, selectors.SelectSelector):
+        return
+    if sys.platform == "win32":
+        if len(selector.get_map()) >= WINDOWS_SELECT_LIMIT:
+            raise ValueError(
+                f"cannot register {what!r}: select() on Windows handles at most"
+                f" {WINDOWS_SELECT_LIMIT} sockets, and this Poller has that many"
+                " (its wakeup socket included); spread the clients over more Pollers"
+            )
+    elif fd >= POSIX_SELECT_LIMIT:
+        raise ValueError(
+            f"cannot register {what!r}: select() takes fds below {POSIX_SELECT_LIMIT}"
+            f" (FD_SETSIZE), not {fd}; use the default selector or PollSelector"
+        )

@@ -1,0 +1,236 @@
+"""Queued output: what a channel accepted but the OS has not taken yet.
+
+``Outbox`` is a channel's write queue: memoryviews of the caller's data,
+oldest first, sent from the head by the channel's send function and trimmed
+by what the OS took. It counts what it dropped (``undelivered``), remembers
+why writing became impossible (``failure``), and tells its watchers when
+output appears and when it is gone, so a Poller watches the fd for
+writability exactly in between.
+
+``deliver()`` is the one linger loop: it delivers the queued output of one
+channel (``Channel.close()``) or of many at once (``Poller.close_all()``),
+each for as long as its reader keeps taking data, and gives up on a reader
+that took nothing for its ``linger``. It waits with no fd of its own, so it
+works when the process is out of fds, and an fd closed behind our back ends
+that channel's delivery instead of the whole loop.
+"""
+
+import collections
+import contextlib
+import logging
+import time
+from typing import Callable, Deque, Dict, Iterable, List, Optional, Sequence, TypeVar, cast
+
+from ._errors import BAD_CHANNEL_ERRORS, EndpointClosedException
+from ._fds import FdWaiter
+from ._protocols import BytesLike, Lingering, QueuedWriter
+
+__all__ = ["Outbox", "as_views", "deliver"]
+
+_LOGGER = logging.getLogger("channels.channel")
+
+Send = Callable[[Deque[memoryview]], int]
+"""Sends from the head of the queue (one or more views); returns the bytes taken."""
+
+_NO_OUTPUT: Deque[memoryview] = collections.deque(maxlen=0)
+"""The queue of an outbox with nothing queued: shared, never appended to."""
+
+
+def as_views(chunks: Iterable[object]) -> List[memoryview]:
+    """Check every chunk before anything is written, so a bad one writes nothing."""
+    views: List[memoryview] = []
+    for chunk in chunks:
+        if isinstance(chunk, str):
+            raise TypeError("write() takes bytes-like chunks, not str (encode it first)")
+        try:
+            # Anything with the buffer protocol goes; memoryview() checks that.
+            views.append(memoryview(cast(BytesLike, chunk)).cast("B"))
+        except TypeError as exc:
+            raise TypeError(f"write() takes bytes-like chunks, not {type(chunk).__name__}") from exc
+    return views
+
+
+class Outbox:
+    """A channel's queued output, its losses and its watchers."""
+
+    __slots__ = ("_announced", "_callbacks", "_queue", "failure", "size", "undelivered")
+
+    def __init__(self) -> None:
+        # Views, oldest first; idle outboxes share one empty deque.
+        self._queue: Deque[memoryview] = _NO_OUTPUT
+        self.size = 0
+        """Bytes queued."""
+        self.undelivered = 0
+        """Bytes queued once and then dropped."""
+        self.failure: Optional[OSError] = None
+        """Why writing became impossible, once it did."""
+        self._callbacks: List[Callable[[bool], None]] = []
+        self._announced = False
+
+    def add(self, views: List[memoryview], size: int) -> int:
+        """Queue ``views`` (``size`` bytes in all); return how many views were queued."""
+        queue = self._queue
+        if queue is _NO_OUTPUT:
+            queue = self._queue = collections.deque()
+        added = 0
+        for view in views:
+            if view:
+                queue.append(view)
+                added += 1
+        self.size += size
+        return added
+
+    def keep_copies(self, added: int) -> None:
+        """Copy what is still queued of the last ``added`` views that a caller
+        could change (anything but ``bytes``), and only that part."""
+        queue = self._queue
+        for index in range(1, min(added, len(queue)) + 1):
+            view = queue[-index]
+            if not isinstance(view.obj, bytes):
+                queue[-index] = memoryview(bytes(view))
+
+    def push(self, send: Send) -> None:
+        """Send what the OS takes now. An ``OSError`` but ``EAGAIN`` propagates."""
+        queue = self._queue
+        while queue:
+            try:
+                sent = send(queue)
+            except BlockingIOError:
+                return
+            if not sent:
+                return
+            self.size -= sent
+            while sent:
+                head = queue[0]
+                if sent < len(head):
+                    queue[0] = head[sent:]
+                    break
+                sent -= len(head)
+                queue.popleft()
+        self._queue = _NO_OUTPUT  # all sent: an idle channel keeps no deque
+
+    def drop(self) -> int:
+        """Drop everything queued, counting it as undelivered; return the count."""
+        dropped = self.size
+        self.undelivered += dropped
+        self._queue = _NO_OUTPUT
+        self.size = 0
+        return dropped
+
+    def fail(self, failure: OSError) -> int:
+        """Writing became impossible: remember why, drop the queue (return its size)."""
+        if self.failure is None:
+            self.failure = failure
+        return self.drop()
+
+    def announce(self) -> None:
+        """Tell the watchers when queued output appeared or is gone."""
+        pending = self.size > 0
+        if pending != self._announced:
+            self._announced = pending
+            for callback in list(self._callbacks):
+                callback(pending)
+
+    def add_callback(self, callback: Callable[[bool], None]) -> None:
+        """Call ``callback(True)`` when output gets queued, ``callback(False)``
+        when all of it was delivered or dropped."""
+        self._callbacks.append(callback)
+
+    def remove_callback(self, callback: Callable[[bool], None]) -> None:
+        """Forget ``callback``; does nothing if it was not added."""
+        with contextlib.suppress(ValueError):
+            self._callbacks.remove(callback)
+
+
+_Writer = TypeVar("_Writer", bound=QueuedWriter)
+
+
+class _Delivery:
+    """One writer ``deliver()`` works for: its linger, and since when its
+    reader took nothing."""
+
+    __slots__ = ("linger", "stalled_since", "writer")
+
+    def __init__(self, writer: QueuedWriter, now: float) -> None:
+        self.writer = writer
+        # (one runtime-protocol check per writer, not per wait)
+        self.linger = writer.linger if isinstance(writer, Lingering) else 0.0
+        self.stalled_since = now
+
+    def expiry(self) -> float:
+        return self.stalled_since + self.linger
+
+    def step(self, bad: bool) -> bool:
+        """Its fd can take data: send; True when it is done (or its fd is bad)."""
+        before = self.writer.write_buffer_size
+        if _flush_now(self.writer) or bad:
+            return True
+        if self.writer.write_buffer_size < before:
+            self.stalled_since = time.monotonic()
+        return False
+
+
+def deliver(writers: Sequence[_Writer]) -> List[_Writer]:
+    """Deliver the queued output of every writer at once.
+
+    Each is given as long as its reader keeps taking data, and up to its
+    ``linger`` seconds (0 if it has none) while the reader takes nothing.
+    Returns the writers given up on, with their output still queued: the
+    caller drops or aborts it (a warning says how much). A writer whose peer
+    is gone or whose fd was closed is done (its own ``flush()`` counts what it
+    lost; one that does not raise for a bad fd is given up on).
+    """
+    waiter = FdWaiter()
+    now = time.monotonic()
+    by_fd: Dict[int, List[_Delivery]] = {}  # (two channels may share a write fd)
+    for writer in writers:
+        if not writer.write_buffer_size:
+            continue
+        try:
+            fd = writer.get_write_fd()
+        except NotImplementedError:
+            continue
+        if fd not in by_fd:
+            waiter.add(fd)
+        by_fd.setdefault(fd, []).append(_Delivery(writer, now))
+    gave_up: List[QueuedWriter] = []
+    while by_fd:
+        soonest = min(each.expiry() for group in by_fd.values() for each in group)
+        left = soonest - time.monotonic()
+        for fd, bad in waiter.wait(left if left > 0 else 0.0):
+            for each in list(by_fd.get(fd, ())):
+                if each.step(bad):
+                    by_fd[fd].remove(each)
+                    if bad and each.writer.write_buffer_size:
+                        gave_up.append(each.writer)
+        now = time.monotonic()
+        for fd, group in list(by_fd.items()):
+            for each in [each for each in group if each.expiry() <= now]:
+                group.remove(each)
+                gave_up.append(each.writer)
+                _LOGGER.warning(
+                    "closing %r: the reader took nothing for %.1f s; %d queued bytes dropped",
+                    each.writer,
+                    each.linger,
+                    each.writer.write_buffer_size,
+                )
+            if not group:
+                del by_fd[fd]
+                waiter.remove(fd)
+    return [writer for writer in writers if any(writer is lost for lost in gave_up)]
+
+
+def _flush_now(writer: QueuedWriter) -> bool:
+    """``flush(0)``; True when nothing is left to deliver (or nothing can be)."""
+    try:
+        return writer.flush(0)
+    except EndpointClosedException as exc:
+        _LOGGER.warning(
+            "closing %r: %d bytes not delivered: %s",
+            writer,
+            exc.undelivered,
+            exc.__cause__ or exc,
+        )
+    except BAD_CHANNEL_ERRORS:
+        _LOGGER.exception("flush() of %r failed while closing", writer)
+    return True
