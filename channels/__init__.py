@@ -18,6 +18,8 @@ from .channel import BytesLike as BytesLike
 from .channel import Channel as Channel
 from .channel import ChannelLike as ChannelLike
 from .channel import CloseNotifier as CloseNotifier
+from .channel import FrameSource as FrameSource
+from .channel import Lingering as Lingering
 from .channel import PipeChannel as PipeChannel
 from .channel import QueuedWriter as QueuedWriter
 from .channel import SocketChannel as SocketChannel
@@ -52,10 +54,12 @@ __all__ = [
     "DataEvent",
     "DataReceived",
     "EndpointClosedException",
+    "FrameSource",
     "Framer",
     "FramesReceived",
     "LineBuffering",
     "LineTooLong",
+    "Lingering",
     "PipeChannel",
     "PollEvent",
     "PollResult",

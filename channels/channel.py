@@ -20,15 +20,30 @@ from typing import Callable, Deque, Optional
 from ._base import DEFAULT_HIGH_WATER, DEFAULT_LINGER, READ_SIZE, Channel
 from ._errors import EndpointClosedException
 from ._fds import fd_ready
-from ._protocols import BytesLike, ChannelLike, CloseNotifier, QueuedWriter
+from ._protocols import (
+    AGAIN,
+    DRAINED,
+    MORE,
+    BytesLike,
+    ChannelLike,
+    CloseNotifier,
+    FrameSource,
+    Lingering,
+    QueuedWriter,
+)
 from .buffering import BufferingArg
 
 __all__ = [
+    "AGAIN",
+    "DRAINED",
+    "MORE",
     "BytesLike",
     "Channel",
     "ChannelLike",
     "CloseNotifier",
     "EndpointClosedException",
+    "FrameSource",
+    "Lingering",
     "PipeChannel",
     "QueuedWriter",
     "SocketChannel",

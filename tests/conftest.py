@@ -5,19 +5,21 @@ that plays the other end (sends to the channel, receives what it wrote,
 closes). The channel contract in ``test_channel.py`` runs over all of them.
 """
 
+import contextlib
 import os
 import select
 import selectors
 import shutil
 import socket
+import struct
 import sys
 import tempfile
 import time
-from typing import Callable, Iterator, List, Tuple, Type
+from typing import Callable, Iterator, List, Optional, Tuple, Type
 
 import pytest
 
-from channels import Channel, PipeChannel, Poller, SocketChannel
+from channels import Channel, PipeChannel, Poller, PollEvent, SocketChannel
 from channels.buffering import BufferingArg
 from channels.testing import TestChannel
 
@@ -88,6 +90,19 @@ def poll_until(
     return results
 
 
+def events_until(
+    poller: Poller, predicate: Callable[[List[PollEvent]], bool], timeout: float = DEADLINE
+) -> List[PollEvent]:
+    """poll_events(), collecting, until predicate(events) holds; fail at the deadline."""
+    got: List[PollEvent] = []
+    deadline = time.monotonic() + timeout
+    while not predicate(got):
+        left = deadline - time.monotonic()
+        assert left > 0, f"condition not met within {timeout}s; got {got!r}"
+        got += poller.poll_events(min(left, 0.05))
+    return got
+
+
 def read_until(channel: Channel, predicate: Callable[[List[bytes]], bool]) -> List[bytes]:
     """read() the channel (waiting on its fd) until predicate(frames) holds."""
     frames: List[bytes] = []
@@ -104,7 +119,12 @@ def read_until(channel: Channel, predicate: Callable[[List[bytes]], bool]) -> Li
 
 
 class Peer:
-    """The other end of a channel under test."""
+    """The other end of a channel under test.
+
+    ``close()`` ends the stream the channel reads; ``end()`` does that and
+    nothing more (a half-close: the peer still reads), where the transport
+    has it; ``reset()`` breaks the connection (None: the transport cannot).
+    """
 
     def __init__(
         self,
@@ -112,10 +132,15 @@ class Peer:
         recv: Callable[[], bytes],
         close: Callable[[], None],
         readable_fd: int,
+        *,
+        end: Optional[Callable[[], None]] = None,
+        reset: Optional[Callable[[], None]] = None,
     ) -> None:
         self._send = send
         self._recv = recv
         self._close = close
+        self.end = end or close
+        self.reset = reset
         self.readable_fd = readable_fd
 
     def send(self, data: bytes) -> None:
@@ -163,7 +188,17 @@ def _socket_peer(sock: socket.socket) -> Peer:
     def close() -> None:
         sock.close()
 
-    return Peer(sock.sendall, recv, close, sock.fileno())
+    def end() -> None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_WR)
+
+    def reset() -> None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+
+    # Only TCP resets: a Unix socket closed with SO_LINGER 0 just closes.
+    tcp = sock.family in (socket.AF_INET, socket.AF_INET6)
+    return Peer(sock.sendall, recv, close, sock.fileno(), end=end, reset=reset if tcp else None)
 
 
 def make_pipe(buffering: BufferingArg, cleanup: List[Callable[[], None]]) -> Tuple[Channel, Peer]:
@@ -239,7 +274,9 @@ def make_test_channel(
     # get() reads the test's end of the socketpair: wait on that fd.
     test_end = channel._test_end
     assert test_end is not None
-    return channel, Peer(channel.put, channel.get, channel.put_eof, test_end.fileno())
+    return channel, Peer(
+        channel.put, channel.get, channel.put_eof, test_end.fileno(), reset=channel.reset_peer
+    )
 
 
 MAKERS = [

@@ -240,6 +240,8 @@ def test_sigterm_closes_every_client_and_removes_the_socket_file(unix_address: s
 def test_sigint_stops_the_server_too(tcp_address: str) -> None:
     server = Server(tcp_address)
     server.process.send_signal(signal.SIGINT)
+    # (wait for it: stop() would send a SIGTERM, which forces a shutdown under way)
+    assert server.process.wait(DEADLINE) == 0
     assert server.stop() == 0
 
 

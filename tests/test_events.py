@@ -4,7 +4,7 @@ import dataclasses
 import os
 import socket
 import struct
-from typing import Callable, List
+from typing import List
 
 import pytest
 
@@ -22,16 +22,7 @@ from channels import (
 )
 from channels.testing import TestChannel
 
-from .conftest import DEADLINE, posix_only
-
-
-def events_until(poller: Poller, predicate: Callable[[List[PollEvent]], bool]) -> List[PollEvent]:
-    got: List[PollEvent] = []
-    for _ in range(200):
-        got += poller.poll_events(DEADLINE / 100)
-        if predicate(got):
-            return got
-    raise AssertionError(f"condition not met; got {got!r}")
+from .conftest import DEADLINE, events_until, posix_only
 
 
 def closed_events(events: List[PollEvent]) -> List[ChannelClosed]:
