@@ -61,6 +61,7 @@ class Acceptor:
 
     def __init__(self, registry: Registry) -> None:
         self._registry = registry
+        registry.client_left = self.client_left
 
     def add(self, sock: socket.socket, max_clients: Optional[int]) -> None:
         """Accept the clients of ``sock``, a listening stream socket; raise

@@ -20,7 +20,7 @@ import time
 from typing import Callable, ClassVar, Deque, List, Optional, Tuple, TypeVar
 
 from . import _checks
-from ._errors import EndpointClosedException, LineTooLong, WriteBufferFullError
+from ._errors import EndpointClosedException, LineTooLong
 from ._fds import fd_ready
 from ._framers import bulk_framer
 from ._outbox import Outbox, as_views, deliver
@@ -233,12 +233,11 @@ class Channel(abc.ABC):
 
     def _end_reading(self, why: str, cause: Optional[BaseException]) -> None:
         if self._end is None:
+            if self._reading_breaks_writing and not self._closed:
+                cause = self._outbox.settle_end(cause, self._send)
             self._end = why
             self._end_cause = cause
             self._framer.feed_eof()
-            if self._reading_breaks_writing and isinstance(cause, OSError):
-                self._outbox.fail(cause)
-                self._outbox.announce()
 
     def _receive(self, size: int) -> bytes:
         """One read of at most ``size`` bytes (``b''`` if none now); raise
@@ -272,16 +271,8 @@ class Channel(abc.ABC):
         if not size:
             return
         outbox = self._outbox
-        queued = outbox.size
-        if queued + size > self._high_water and (queued or not self._sink_blocks()):
-            raise WriteBufferFullError(
-                f"write of {size} bytes to {self!r} refused: {queued} bytes are"
-                f" queued and the high-water mark is {self._high_water}; nothing of"
-                " this write was queued (let the channel drain, then write again)",
-                size=size,
-                queued=queued,
-                high_water=self._high_water,
-            )
+        if outbox.size + size > self._high_water and (outbox.size or not self._sink_blocks()):
+            raise outbox.full(size, self._high_water, self)
         added = outbox.add(views, size)
         self._push_or_fail("write to")
         # What is still queued of this call must not change if the caller
@@ -316,30 +307,14 @@ class Channel(abc.ABC):
     def _check_writable(self, action: str) -> int:
         """The fd to wait on for writing, or the reason writing is impossible."""
         fd = self._write_fd()  # NotImplementedError for a channel that cannot write
-        failure = self._outbox.failure
-        if failure is not None:
-            raise EndpointClosedException(
-                f"{action} {self!r}: the connection broke ({failure});"
-                f" {self._outbox.undelivered} bytes written before were not delivered",
-                undelivered=self._outbox.undelivered,
-            ) from failure
+        self._outbox.check(f"{action} {self!r}")
         if self._closed:
             raise EndpointClosedException(f"{action} {self!r}: the channel was closed")
         return fd
 
     def _push_or_fail(self, action: str) -> None:
         """Send what the OS takes now; an OSError means writing is over."""
-        outbox = self._outbox
-        try:
-            outbox.push(self._send)
-        except OSError as exc:
-            outbox.fail(exc)
-            raise EndpointClosedException(
-                f"{action} {self!r} failed: {exc}; {outbox.undelivered} bytes were not delivered",
-                undelivered=outbox.undelivered,
-            ) from exc
-        finally:
-            outbox.announce()
+        self._outbox.push_or_raise(self._send, f"{action} {self!r}")
 
     def _send(self, queue: Deque[memoryview]) -> int:
         """Send from the head of ``queue`` (one or more views); return the count."""

@@ -21,7 +21,7 @@ import logging
 import time
 from typing import Callable, Deque, Dict, Iterable, List, Optional, Sequence, TypeVar, cast
 
-from ._errors import BAD_CHANNEL_ERRORS, EndpointClosedException
+from ._errors import BAD_CHANNEL_ERRORS, EndpointClosedException, WriteBufferFullError
 from ._fds import FdWaiter
 from ._protocols import BytesLike, Lingering, QueuedWriter
 
@@ -108,6 +108,58 @@ class Outbox:
                 sent -= len(head)
                 queue.popleft()
         self._queue = _NO_OUTPUT  # all sent: an idle channel keeps no deque
+
+    def check(self, what: str) -> None:
+        """Raise ``EndpointClosedException`` (chained, with ``undelivered``)
+        if writing became impossible; ``what`` names the call and channel."""
+        if self.failure is not None:
+            raise EndpointClosedException(
+                f"{what}: the connection broke ({self.failure});"
+                f" {self.undelivered} bytes written before were not delivered",
+                undelivered=self.undelivered,
+            ) from self.failure
+
+    def full(self, size: int, high_water: int, owner: object) -> WriteBufferFullError:
+        """The error for a write of ``size`` bytes that would pass ``high_water``."""
+        return WriteBufferFullError(
+            f"write of {size} bytes to {owner!r} refused: {self.size} bytes are"
+            f" queued and the high-water mark is {high_water}; nothing of"
+            " this write was queued (let the channel drain, then write again)",
+            size=size,
+            queued=self.size,
+            high_water=high_water,
+        )
+
+    def push_or_raise(self, send: Send, what: str) -> None:
+        """``push()``; an ``OSError`` means writing is over: the queue is
+        dropped and ``EndpointClosedException`` raised (``what`` names the
+        call and channel). The watchers hear of the change either way."""
+        try:
+            self.push(send)
+        except OSError as exc:
+            self.fail(exc)
+            raise EndpointClosedException(
+                f"{what} failed: {exc}; {self.undelivered} bytes were not delivered",
+                undelivered=self.undelivered,
+            ) from exc
+        finally:
+            self.announce()
+
+    def settle_end(self, cause: Optional[BaseException], send: Send) -> Optional[BaseException]:
+        """The peer's stream ended (``cause``: the read error, None at a plain
+        end): did the connection break both ways? A read error says so; a
+        plain end may be a half-close, unless a write failed already or fails
+        now. The queue is dropped, and counted, as soon as that is known.
+        Returns why the connection broke, or None (``cause`` if not an OSError)."""
+        if isinstance(cause, OSError):
+            self.fail(cause)
+        elif cause is None and self.size:
+            try:
+                self.push(send)
+            except OSError as exc:
+                self.fail(exc)
+        self.announce()
+        return cause if cause is not None else self.failure
 
     def drop(self) -> int:
         """Drop everything queued, counting it as undelivered; return the count."""

@@ -121,9 +121,7 @@ _WRITABLE = frozenset({_OPEN, _HALF, _CLOSING})
 class Registry:
     """The selector, the records in it, and their lifecycle."""
 
-    def __init__(
-        self, selector: selectors.BaseSelector, client_left: Callable[[Server], None]
-    ) -> None:
+    def __init__(self, selector: selectors.BaseSelector) -> None:
         self.selector = selector
         self.results: List[Collected] = []
         """What the next poll returns; collected here, not in a local list, so
@@ -141,7 +139,8 @@ class Registry:
         """CLOSING records."""
         self.servers: Dict[int, Server] = {}
         """Listening sockets, by identity, selected or not (backing off, at the cap)."""
-        self._client_left = client_left
+        self.client_left: Callable[[Server], None] = lambda server: None
+        """Called when a client no longer counts against its server's cap."""
         self._check_cursor = 0
 
     # -- channels -----------------------------------------------------------
@@ -308,7 +307,7 @@ class Registry:
         server, watched.server = watched.server, None
         if server is not None:
             server.clients -= 1
-            self._client_left(server)
+            self.client_left(server)
 
     # -- servers ------------------------------------------------------------
 

@@ -106,9 +106,7 @@ class Poller:
     ) -> None:
         self._read_budget = _checks.whole_number(read_budget, "read_budget (bytes)", 1)
         self._strategy = as_buffering(buffering)
-        self._registry = registry = Registry(
-            (selector or selectors.DefaultSelector)(), self._client_left
-        )
+        self._registry = registry = Registry((selector or selectors.DefaultSelector)())
         self._acceptor = Acceptor(registry)
         self._woken = False
         self._next_chore = 0.0
@@ -186,9 +184,6 @@ class Poller:
         server = self._registry.servers.get(id(sock))
         if server is not None:
             self._registry.drop_server(server)
-
-    def _client_left(self, server: Server) -> None:
-        self._acceptor.client_left(server)
 
     # -- closing ------------------------------------------------------------
 

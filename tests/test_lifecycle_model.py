@@ -1,0 +1,354 @@
+"""The lifecycle against a model: random steps, every byte and report counted.
+
+A hypothesis state machine drives a Poller with channels of three kinds (TCP
+sockets, pipes, TestChannel) through random sequences of register, peer
+sends, peer half-close and reset, application writes, close, unregister,
+pause and resume, and polls. After every poll it checks what came against a
+model: each channel's bytes arrive in order, none twice, none after its
+report; a channel is reported at most once, never after it was unregistered,
+with the reason its history calls for. At the end every peer ends its
+stream, and every channel still registered must be reported exactly once,
+with every byte its peer sent (0 lost, 0 duplicated) unless the application
+closed it or the peer reset it, and every peer gets every byte written to it.
+"""
+
+import contextlib
+import os
+import selectors
+import socket
+import struct
+import time
+from typing import Callable, List, Optional
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    consumes,
+    invariant,
+    precondition,
+    rule,
+)
+
+from channels import (
+    Channel,
+    ChannelClosed,
+    CloseReason,
+    DataReceived,
+    EndpointClosedException,
+    PipeChannel,
+    Poller,
+    SocketChannel,
+)
+from channels.testing import TestChannel
+
+from .conftest import SELECTOR_CLASSES, WINDOWS
+
+SEND_LIMIT = 16 * 1024
+"""Bytes a peer sends at most: under every OS buffer, so sends never block."""
+WRITE_LIMIT = 16 * 1024
+"""Bytes the application writes to a channel at most, likewise."""
+
+
+class Model:
+    """One channel, its peer, and what the model expects of them."""
+
+    def __init__(self, kind: str, channel: Channel, peer: "PeerEnd") -> None:
+        self.kind = kind
+        self.channel = channel
+        self.peer = peer
+        self.sent = bytearray()
+        self.received = bytearray()
+        self.written = bytearray()
+        self.peer_got = bytearray()
+        self.registered = True
+        self.paused = False
+        self.reports = 0
+        self.peer_ended = False
+        self.peer_reset = False
+        self.app_closed = False
+        self.unregistered = False
+        # TCP: closed with input unread, it sends a reset, which may drop what
+        # the peer had not read yet (RFC 1122 4.2.2.13; Linux does so).
+        self.may_reset_on_close = False
+
+    def __repr__(self) -> str:
+        return f"<{self.kind} {self.channel!r}>"
+
+
+class PeerEnd:
+    """The other end: send, end (half-close), reset, receive, close."""
+
+    def __init__(
+        self,
+        send: Callable[[bytes], None],
+        end: Callable[[], None],
+        recv: Callable[[], bytes],
+        close: Callable[[], None],
+        reset: Optional[Callable[[], None]] = None,
+    ) -> None:
+        self.send, self.end, self.recv, self.close, self.reset = send, end, recv, close, reset
+
+
+def _tcp() -> "tuple[Channel, PeerEnd]":
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        peer = socket.create_connection(listener.getsockname())
+        mine, _ = listener.accept()
+    peer.setblocking(False)
+
+    def recv() -> bytes:
+        data = b""
+        with contextlib.suppress(BlockingIOError, ConnectionError):
+            while chunk := peer.recv(65536):
+                data += chunk
+        return data
+
+    def reset() -> None:
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        peer.close()
+
+    def end() -> None:
+        with contextlib.suppress(OSError):  # (a reset from our side: gone already)
+            peer.shutdown(socket.SHUT_WR)
+
+    channel = SocketChannel(mine, linger=0.2)
+    return channel, PeerEnd(peer.sendall, end, recv, peer.close, reset)
+
+
+def _pipe() -> "tuple[Channel, PeerEnd]":
+    faucet, writer = os.pipe()
+    reader, sink = os.pipe()
+    os.set_blocking(sink, False)
+    os.set_blocking(reader, False)
+    channel = PipeChannel(faucet, sink, linger=0.2)
+    open_fds = {"writer": writer, "reader": reader}
+
+    def send(data: bytes) -> None:
+        os.write(open_fds["writer"], data)
+
+    def end() -> None:
+        os.close(open_fds.pop("writer"))
+
+    def recv() -> bytes:
+        data = b""
+        with contextlib.suppress(BlockingIOError):
+            while chunk := os.read(reader, 65536):
+                data += chunk
+        return data
+
+    def close() -> None:
+        for fd in open_fds.values():
+            os.close(fd)
+        open_fds.clear()
+
+    return channel, PeerEnd(send, end, recv, close)
+
+
+def _test_channel() -> "tuple[Channel, PeerEnd]":
+    channel = TestChannel(linger=0.2)
+    return channel, PeerEnd(
+        channel.put, channel.put_eof, channel.get, lambda: None, channel.reset_peer
+    )
+
+
+KINDS = {"tcp": _tcp, "test": _test_channel}
+if not WINDOWS:
+    KINDS["pipe"] = _pipe
+
+
+class LifecycleMachine(RuleBasedStateMachine):
+    """A Poller and its channels, checked against ``Model`` after every step."""
+
+    selector: Callable[[], selectors.BaseSelector] = selectors.DefaultSelector
+
+    channels = Bundle("channels")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.poller = Poller(selector=self.selector)
+        self.models: List[Model] = []
+
+    # -- the application and the peers ---------------------------------------
+
+    @rule(target=channels, kind=st.sampled_from(sorted(KINDS)))
+    def add(self, kind: str) -> Model:
+        channel, peer = KINDS[kind]()
+        model = Model(kind, channel, peer)
+        self.models.append(model)
+        self.poller.register(channel)
+        return model
+
+    @rule(model=channels, data=st.binary(min_size=1, max_size=700))
+    def peer_sends(self, model: Model, data: bytes) -> None:
+        if model.peer_ended or model.peer_reset or len(model.sent) + len(data) > SEND_LIMIT:
+            return
+        model.peer.send(data)
+        model.sent += data
+
+    @rule(model=channels)
+    def peer_ends(self, model: Model) -> None:
+        if not (model.peer_ended or model.peer_reset):
+            model.peer.end()
+            model.peer_ended = True
+
+    @rule(model=channels)
+    def peer_resets(self, model: Model) -> None:
+        if model.peer.reset is not None and not model.peer_reset and not model.app_closed:
+            model.peer.reset()
+            model.peer_reset = True
+
+    @rule(model=channels)
+    def peer_reads(self, model: Model) -> None:
+        if not model.peer_reset:
+            model.peer_got += model.peer.recv()
+
+    @rule(model=channels, data=st.binary(min_size=1, max_size=700))
+    def app_writes(self, model: Model, data: bytes) -> None:
+        if model.app_closed or len(model.written) + len(data) > WRITE_LIMIT:
+            return
+        try:
+            model.channel.write(data)
+        except EndpointClosedException:
+            assert model.peer_reset, f"write to {model} failed, but nothing broke it"
+            return
+        model.written += data
+
+    @rule(model=consumes(channels))
+    def app_closes(self, model: Model) -> None:
+        self._close(model)
+
+    @staticmethod
+    def _close(model: Model) -> None:
+        model.may_reset_on_close = model.kind == "tcp" and model.sent != model.received
+        model.channel.close()
+        model.app_closed = True
+
+    @rule(model=channels)
+    def app_unregisters(self, model: Model) -> None:
+        self.poller.unregister(model.channel)
+        model.registered = False
+        model.unregistered = True
+
+    @rule(model=channels)
+    def app_pauses(self, model: Model) -> None:
+        self.poller.pause_reading(model.channel)
+        model.paused = True
+
+    @rule(model=channels)
+    def app_resumes(self, model: Model) -> None:
+        self.poller.resume_reading(model.channel)
+        model.paused = False
+
+    @rule(timeout=st.sampled_from([0, 0.001, 0.01]))
+    def poll(self, timeout: float) -> None:
+        self._account(self.poller.poll_events(timeout))
+
+    # -- the checks -------------------------------------------------------------
+
+    def _account(self, events: List[object]) -> None:
+        by_channel = {id(model.channel): model for model in self.models}
+        for event in events:
+            assert isinstance(event, (DataReceived, ChannelClosed)), event
+            model = by_channel[id(event.channel)]
+            assert model.registered, f"{event} for {model}, which is not registered"
+            if isinstance(event, DataReceived):
+                assert not model.paused, f"{event} for {model}, which is paused"
+                model.received += event.data
+                assert model.sent.startswith(model.received), f"{model} got bytes not sent"
+            else:
+                model.reports += 1
+                model.registered = False
+                assert event.reason in self._reasons(model), (event, model.__dict__)
+                if event.reason is CloseReason.PEER_CLOSED:
+                    assert model.received == model.sent, f"{model} lost bytes"
+
+    @staticmethod
+    def _reasons(model: Model) -> "set[CloseReason]":
+        if model.app_closed:
+            return {CloseReason.CLOSED_LOCALLY}
+        if model.peer_reset and model.peer_ended:  # the end may come first
+            return {CloseReason.RESET, CloseReason.PEER_CLOSED}
+        if model.peer_reset:
+            return {CloseReason.RESET}
+        return {CloseReason.PEER_CLOSED}
+
+    @invariant()
+    def reported_at_most_once(self) -> None:
+        for model in self.models:
+            assert model.reports <= 1, f"{model} reported {model.reports} times"
+
+    @precondition(lambda self: bool(self.models))
+    @invariant()
+    def writes_arrive_in_order(self) -> None:
+        for model in self.models:
+            if not model.peer_reset:
+                assert model.written.startswith(model.peer_got), f"{model}: peer got wrong bytes"
+
+    def teardown(self) -> None:
+        try:
+            self._finish()
+        finally:
+            self.poller.close()
+            for model in self.models:
+                model.channel.close()
+                model.peer.close()
+
+    def _finish(self) -> None:
+        """Every peer ends; every channel still registered is reported once,
+        whole; every peer gets everything written to it."""
+        for model in self.models:
+            if model.registered and model.paused:
+                self.poller.resume_reading(model.channel)
+                model.paused = False
+            if not (model.peer_ended or model.peer_reset):
+                model.peer.end()
+                model.peer_ended = True
+        deadline = time.monotonic() + 5
+        while any(model.registered for model in self.models):
+            assert time.monotonic() < deadline, [m for m in self.models if m.registered]
+            self._account(self.poller.poll_events(0.01))
+        for model in self.models:
+            assert model.reports == (0 if model.unregistered else 1) or (
+                model.unregistered and model.reports <= 1
+            ), model
+            if not (model.app_closed or model.peer_reset or model.unregistered):
+                assert model.received == model.sent, f"{model} lost bytes"
+            if model.peer_reset:
+                continue
+            if not model.app_closed:
+                self._close(model)
+            deadline = time.monotonic() + 5
+            model.peer_got += model.peer.recv()
+            while len(model.peer_got) < len(model.written):
+                if model.may_reset_on_close:
+                    assert model.written.startswith(model.peer_got), f"{model}: wrong bytes"
+                    break
+                assert time.monotonic() < deadline, f"{model}: written bytes did not arrive"
+                model.peer_got += model.peer.recv()
+            if not model.may_reset_on_close:
+                assert model.peer_got == model.written, f"{model}: peer got wrong bytes"
+
+
+def _machine_for(selector: Callable[[], selectors.BaseSelector]) -> type:
+    machine = type(
+        f"LifecycleOn{getattr(selector, '__name__', 'Selector')}",
+        (LifecycleMachine,),
+        {"selector": selector},
+    )
+    case = machine.TestCase
+    case.settings = settings(
+        max_examples=int(os.environ.get("LIFECYCLE_EXAMPLES", "50")),
+        stateful_step_count=30,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    case.pytestmark = [pytest.mark.timeout(120)]
+    return case
+
+
+for _selector in SELECTOR_CLASSES:
+    globals()[f"TestLifecycleOn{_selector.__name__}"] = _machine_for(_selector)
