@@ -29,22 +29,25 @@ _LOGGER = logging.getLogger("channels.poller")
 _CLOSABLE = frozenset({State.OPEN, State.HALF_CLOSED, State.CLOSING})
 
 
-def report_pending(registry: Registry) -> None:
-    """Report every CLOSED, LOST, STALE and BROKEN channel, after its last frames."""
+def report_pending(registry: Registry, budget: int) -> None:
+    """Report every CLOSED, LOST, STALE and BROKEN channel, after its last
+    frames (at most ``budget`` bytes of them: a BROKEN one's peer may still
+    be sending)."""
     for watched in list(registry.pending.values()):
         if watched.state is not State.STALE:
-            _read_to_the_end(registry, watched)
+            _read_to_the_end(registry, watched, budget)
         registry.move(watched, "report")
 
 
-def _read_to_the_end(registry: Registry, watched: Watched) -> None:
+def _read_to_the_end(registry: Registry, watched: Watched, budget: int) -> None:
     channel = watched.channel
     results = registry.results
     try:
         data = channel.read()
         while data:
             results.append(([data], channel))
-            data = channel.read()
+            budget -= len(data)
+            data = channel.read() if budget > 0 else b""
     except EndpointClosedException:
         pass  # the end: its report follows
     except BAD_CHANNEL_ERRORS:

@@ -314,7 +314,7 @@ class Poller:
         if registry.closing:
             wake = finish_closing(registry, now)
             if wake is not None and (timeout is None or wake - now < timeout):
-                timeout = wake - now
+                timeout = wake - now if wake > now else 0.0
         try:
             ready = registry.selector.select(timeout)
         except (OSError, ValueError) as exc:
@@ -339,7 +339,7 @@ class Poller:
             else:
                 self._dispatch(record_of(key), events, read_already)
         if registry.pending:
-            report_pending(registry)
+            report_pending(registry, self._read_budget)
 
     def _chores(self, now: float) -> None:
         """What is due now rather than per ready fd: servers whose back-off

@@ -71,6 +71,37 @@ def watched_fds(poller: Poller) -> List[int]:
     ]
 
 
+def data_of(results: list, channel: object) -> List[bytes]:
+    return [data for data, source in results if source is channel]
+
+
+def closed(channel: object) -> Callable[[list], bool]:
+    return lambda results: (b"", channel) in [(d, s) for d, s in results if s is channel]
+
+
+def socketpair_on_fd(fd: int) -> Tuple[socket.socket, socket.socket]:
+    """A socketpair whose first socket has the (free) fd number ``fd``."""
+    mine, theirs = socket.socketpair()
+    if mine.fileno() != fd:
+        os.dup2(mine.fileno(), fd)
+        mine.close()
+        mine = socket.socket(fileno=fd)
+    return mine, theirs
+
+
+@pytest.fixture
+def tcp_server() -> Iterator[socket.socket]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    yield sock
+    sock.close()
+
+
+class Interrupted(BaseException):
+    """What a test's signal handler raises: like KeyboardInterrupt, not an Exception."""
+
+
 def wait_readable(fd: int, timeout: float = DEADLINE) -> None:
     """Wait until fd is readable; fail the test after timeout."""
     ready, _, _ = select.select([fd], [], [], timeout)

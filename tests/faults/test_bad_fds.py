@@ -2,9 +2,7 @@
 
 import contextlib
 import os
-import signal
 import socket
-import threading
 import time
 from typing import List
 
@@ -13,7 +11,7 @@ import pytest
 from channels import PipeChannel, Poller, SocketChannel
 from channels.testing import TestChannel
 
-from ..conftest import DEADLINE, poll_until, watched_fds
+from ..conftest import DEADLINE, Interrupted, poll_until, watched_fds
 
 pytestmark = pytest.mark.fault
 
@@ -75,10 +73,6 @@ def test_poll_never_raises_for_a_channel_whose_read_fails(
     broken.close()
 
 
-class Interrupted(BaseException):
-    """Raised the way KeyboardInterrupt is: not an Exception."""
-
-
 # A signal handler raising during a blocking poll(): see
 # tests/test_poller.py::test_an_exception_from_a_signal_handler_propagates_and_the_poller_survives
 # (a SPEC section 1 behaviour, so it runs in the fast suite too).
@@ -112,43 +106,3 @@ def test_what_was_read_before_an_exception_is_returned_by_the_next_poll(poller: 
         [(b"line %d\n" % i, channels[i]) for i in range(3)] + [(b"mine", interrupting)],
         key=lambda r: r[0],
     )
-
-
-def test_wakeup_from_another_thread_ends_a_blocking_poll(poller: Poller) -> None:
-    channel = TestChannel()
-    poller.register(channel)
-    waker = threading.Timer(0.1, poller.wakeup)
-    start = time.monotonic()
-    waker.start()
-    assert poller.poll(None) == []
-    assert time.monotonic() - start < DEADLINE
-    waker.join()
-    channel.put(b"then data")
-    assert poll_until(poller, lambda r: len(r) >= 1) == [(b"then data", channel)]
-
-
-def test_wakeup_from_a_signal_handler_ends_a_blocking_poll(poller: Poller) -> None:
-    previous = signal.signal(signal.SIGALRM, lambda signum, frame: poller.wakeup())
-    try:
-        signal.setitimer(signal.ITIMER_REAL, 0.05)
-        start = time.monotonic()
-        assert poller.poll(DEADLINE) == []
-        assert time.monotonic() - start < DEADLINE / 2
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
-def test_wakeup_before_poll_makes_the_next_poll_return_at_once(poller: Poller) -> None:
-    for _ in range(100_000):  # far more than the socket holds: never blocks
-        poller.wakeup()
-    start = time.monotonic()
-    assert poller.poll(DEADLINE) == []
-    assert time.monotonic() - start < DEADLINE / 2
-    assert poller.poll(0.05) == []  # all wakeups were consumed at once
-
-
-def test_wakeup_after_close_does_nothing(selector_cls: type) -> None:
-    poller = Poller(selector=selector_cls)
-    poller.close()
-    poller.wakeup()

@@ -1,0 +1,166 @@
+"""How the Poller reads: one read_frames() path, what a read costs, custom read()s and framers."""
+
+import socket
+import time
+from typing import Optional
+
+import channels
+import channels.channel
+import channels.poller
+import channels.testing
+from channels import (
+    Poller,
+)
+from channels.testing import TestChannel
+
+from .conftest import DEADLINE, poll_until
+
+
+class _CountingChannel(TestChannel):
+    reads = 0
+
+    def _read(self) -> bytes:
+        self.reads += 1
+        return super()._read()
+
+
+def test_a_ready_channel_costs_one_read_for_its_data_and_one_to_see_it_drained(
+    poller: Poller,
+) -> None:
+    channel = _CountingChannel(buffering="line")
+    poller.register(channel)
+    channel.put(b"line\n" * 1000)
+    got = poller.poll(DEADLINE)
+    assert len(got) == 1000
+    assert channel.reads == 2
+    channel.close()
+
+
+class _UpperChannel(TestChannel):
+    """A 0.2-style subclass that post-processes read()."""
+
+    def read(self) -> bytes:
+        return super().read().upper()
+
+
+def test_a_channel_that_overrides_read_is_read_through_it(poller: Poller) -> None:
+    channel = _UpperChannel(buffering="line")
+    poller.register(channel)
+    channel.put(b"a\nb\n")
+    assert poll_until(poller, lambda got: len(got) >= 2) == [(b"A\n", channel), (b"B\n", channel)]
+    channel.close()
+
+
+class _OneByteFramer:
+    """A custom framer with next_frame() only: every byte is a frame."""
+
+    def __init__(self) -> None:
+        self._data = bytearray()
+
+    def feed(self, data: bytes) -> None:
+        self._data += data
+
+    def feed_eof(self) -> None:
+        pass
+
+    def next_frame(self) -> Optional[bytes]:
+        if not self._data:
+            return None
+        frame = bytes(self._data[:1])
+        del self._data[:1]
+        return frame
+
+
+class _OneByteBuffering:
+    name = "byte"
+
+    def new_framer(self) -> _OneByteFramer:
+        return _OneByteFramer()
+
+
+def test_a_framer_without_take_frames_is_read_frame_by_frame(poller: Poller) -> None:
+    channel = TestChannel(buffering=_OneByteBuffering())
+    poller.register(channel)
+    channel.put(b"xyz")
+    assert poll_until(poller, lambda got: len(got) >= 3) == [
+        (b"x", channel),
+        (b"y", channel),
+        (b"z", channel),
+    ]
+    channel.close()
+
+
+class _CountingSocket(socket.socket):
+    recvs = 0
+
+    def recv(self, size: int, flags: int = 0) -> bytes:
+        self.recvs += 1
+        return super().recv(size, flags)
+
+
+def test_a_ready_socket_channel_costs_one_read_when_it_comes_up_short(poller: Poller) -> None:
+    ours, peer = socket.socketpair()
+    sock = _CountingSocket(fileno=ours.detach())
+    channel = channels.SocketChannel(sock, buffering="line")
+    poller.register(channel)
+    peer.sendall(b"line\n" * 1000)
+    assert len(poll_until(poller, lambda got: len(got) >= 1000)) == 1000
+    assert sock.recvs == 1  # a short read: the OS had no more, no EAGAIN read
+    peer.close()
+    assert poll_until(poller, bool) == [(b"", channel)]  # the end: seen by the next select
+    channel.close()
+
+
+class _SubclassedRead(channels.SocketChannel):
+    def _read(self) -> bytes:
+        return super()._read()
+
+
+def test_a_subclass_that_overrides_read_reads_until_the_os_says_no_more(poller: Poller) -> None:
+    ours, peer = socket.socketpair()
+    sock = _CountingSocket(fileno=ours.detach())
+    channel = _SubclassedRead(sock, buffering="line")
+    poller.register(channel)
+    peer.sendall(b"line\n" * 10)
+    assert len(poll_until(poller, lambda got: len(got) >= 10)) == 10
+    assert sock.recvs == 2  # its _read() is not known to drain on a short read
+    peer.close()
+    channel.close()
+
+
+class _ThreeThenTooLongFramer(_OneByteFramer):
+    """Gives one-byte frames; the fourth is 'too long'."""
+
+    given = 0
+
+    def next_frame(self) -> Optional[bytes]:
+        frame = super().next_frame()
+        if frame is not None:
+            self.given += 1
+            if self.given == 4:
+                raise channels.LineTooLong(3, 4)
+        return frame
+
+
+class _ThreeThenTooLong:
+    name = "three"
+
+    def new_framer(self) -> _ThreeThenTooLongFramer:
+        return _ThreeThenTooLongFramer()
+
+
+def test_frames_before_a_custom_framers_error_are_delivered_first(poller: Poller) -> None:
+    channel = TestChannel(buffering=_ThreeThenTooLong())
+    poller.register(channel)
+    channel.put(b"abcdef")
+    events = []
+    deadline = time.monotonic() + DEADLINE
+    while not any(isinstance(e, channels.ChannelClosed) for e in events):
+        assert time.monotonic() < deadline, events
+        events += poller.poll_events(0.05)
+    assert events == [
+        channels.DataReceived(channel, b"a"),
+        channels.DataReceived(channel, b"b"),
+        channels.DataReceived(channel, b"c"),
+        channels.ChannelClosed(channel, channels.CloseReason.LINE_TOO_LONG, 0),
+    ]
