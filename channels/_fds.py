@@ -73,11 +73,10 @@ def fd_ready(fd: int, *, writing: bool, timeout: Optional[float] = 0.0) -> bool:
     the next read or write then reports. Windows has no ``poll()``: there it
     waits with ``select()``, which takes sockets only."""
     if sys.platform == "win32":
-        if writing:
-            ready = select.select([], [fd], [fd], timeout)
-        else:
-            ready = select.select([fd], [], [fd], timeout)
-        return any(ready)
+        readable, writable, failed = select.select(
+            [] if writing else [fd], [fd] if writing else [], [fd], timeout
+        )
+        return bool(readable or writable or failed)
     else:
         poller = select.poll()
         poller.register(fd, select.POLLOUT if writing else select.POLLIN)

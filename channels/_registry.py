@@ -380,8 +380,12 @@ class Registry:
         epoll forgets a closed fd silently, and a new file may take its number;
         this finds both, a slice per ``CHECK_INTERVAL``, at no cost per poll.
         """
-        if sys.platform == "win32":
+        if sys.platform == "win32":  # no fstat() of sockets there: no identities
             return
+        else:  # (an else: for mypy --platform win32)
+            self._audit_slice()
+
+    def _audit_slice(self) -> None:
         records: List[Union[Watched, Server]] = [*self.channels.values(), *self.servers.values()]
         if not records:
             return
