@@ -4,7 +4,8 @@
 a connected stream socket. Both get framing and queued, zero-loss writes from
 ``Channel`` (in ``channels._base``, re-exported here with the protocols, so
 ``channels.channel`` offers every name it offered in 0.2). ``receive()`` is
-the one translator of read errors; ``Channel._push_or_fail`` that of writes.
+the one translator of read errors; ``Outbox.push_or_raise`` (``channels._outbox``)
+that of writes.
 """
 
 import contextlib
@@ -117,6 +118,8 @@ class PipeChannel(Channel):
     the sink has room for them; the rest is queued. (POSIX only.)
     """
 
+    _short_read_drains = True  # a pipe's short read means it is empty
+
     def __init__(
         self,
         faucet: Optional[int] = None,
@@ -154,8 +157,6 @@ class PipeChannel(Channel):
                 self._faucet_was_blocking = os.get_blocking(faucet)
                 os.set_blocking(faucet, False)
             self._sink_blocking = sink is not None and os.get_blocking(sink)
-
-    _short_read_drains = True
 
     def _receive(self, size: int) -> bytes:
         if not self._can_read:
@@ -273,6 +274,9 @@ class SocketChannel(Channel):
     (see ``Channel.write``). The channel owns the socket and closes it.
     """
 
+    _short_read_drains = True  # a stream socket's short read means it is empty
+    _reading_breaks_writing = True  # a read error: the connection is gone
+
     def __init__(
         self,
         sock: socket.socket,
@@ -296,9 +300,6 @@ class SocketChannel(Channel):
     def sock(self) -> socket.socket:
         """The wrapped socket."""
         return self._sock
-
-    _short_read_drains = True
-    _reading_breaks_writing = True
 
     def _receive(self, size: int) -> bytes:
         if self._closed:

@@ -241,6 +241,7 @@ def test_a_half_closed_channel_dropped_with_output_queued_is_still_delivered(
     events_until(poller, lambda got: any(isinstance(e, ChannelClosed) for e in got))
     reply = b"s" * (2 * 1024 * 1024)
     channel.write(reply)
+    ref = weakref.ref(channel)
     del channel
     got = bytearray()
     deadline = time.monotonic() + DEADLINE
@@ -251,6 +252,7 @@ def test_a_half_closed_channel_dropped_with_output_queued_is_still_delivered(
         with contextlib.suppress(BlockingIOError):
             got += theirs.recv(1 << 20, socket.MSG_DONTWAIT)
     assert got == reply
+    assert _collected(ref)  # delivered: now it is let go
     theirs.close()
 
 
@@ -347,6 +349,28 @@ def test_a_reply_to_a_reader_that_stalls_is_dropped_after_the_linger(
     assert channel.closed
     assert channel.undelivered == queued
     theirs.close()
+
+
+def test_a_channel_the_poller_closes_never_blocks_a_poll(
+    make_poller: Callable[..., Poller],
+) -> None:
+    poller = make_poller()
+    mine, theirs = socket.socketpair()
+    channel = SocketChannel(mine, buffering=LineBuffering(max_length=4), linger=30)
+    poller.register(channel)
+    theirs.sendall(b"y" * 10)
+    events_until(poller, lambda got: any(isinstance(e, ChannelClosed) for e in got))
+    _queue_output(channel)  # its reader never reads: closing it would take the linger
+    for _ in range(5):
+        started = time.monotonic()
+        assert poller.poll(0) == []
+        assert time.monotonic() - started < 0.5
+    assert not channel.closed  # still delivering, in the background
+    theirs.close()  # the reader goes: the next polls find the write failing, and close it
+    deadline = time.monotonic() + DEADLINE
+    while not channel.closed:
+        assert time.monotonic() < deadline
+        poller.poll(0.05)
 
 
 def _read_until_eof(sock: socket.socket, step: Callable[[], object]) -> bytes:

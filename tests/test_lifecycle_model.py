@@ -1,9 +1,10 @@
 """The lifecycle against a model: random steps, every byte and report counted.
 
-A hypothesis state machine drives a Poller with channels of three kinds (TCP
-sockets, pipes, TestChannel) through random sequences of register, peer
-sends, peer half-close and reset, application writes, close, unregister,
-pause and resume, and polls. After every poll it checks what came against a
+A hypothesis state machine drives a Poller with channels of four kinds (TCP
+sockets, pipes, TestChannel, and TCP with line framing and a line limit)
+through random sequences of register, peer sends (and lines too long),
+peer half-close and reset, application writes, close, unregister, pause and
+resume, and polls. After every poll it checks what came against a
 model: each channel's bytes arrive in order, none twice, none after its
 report; a channel is reported at most once, never after it was unregistered,
 with the reason its history calls for. At the end every peer ends its
@@ -38,10 +39,12 @@ from channels import (
     CloseReason,
     DataReceived,
     EndpointClosedException,
+    LineBuffering,
     PipeChannel,
     Poller,
     SocketChannel,
 )
+from channels.buffering import BufferingArg
 from channels.testing import TestChannel
 
 from .conftest import SELECTOR_CLASSES, WINDOWS
@@ -73,6 +76,8 @@ class Model:
         # TCP: closed with input unread, it sends a reset, which may drop what
         # the peer had not read yet (RFC 1122 4.2.2.13; Linux does so).
         self.may_reset_on_close = False
+        # Line channels: a line too long was sent; what came before it.
+        self.too_long_after: Optional[int] = None
 
     def __repr__(self) -> str:
         return f"<{self.kind} {self.channel!r}>"
@@ -92,7 +97,7 @@ class PeerEnd:
         self.send, self.end, self.recv, self.close, self.reset = send, end, recv, close, reset
 
 
-def _tcp() -> "tuple[Channel, PeerEnd]":
+def _tcp(buffering: BufferingArg = "bytes") -> "tuple[Channel, PeerEnd]":
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
@@ -115,7 +120,7 @@ def _tcp() -> "tuple[Channel, PeerEnd]":
         with contextlib.suppress(OSError):  # (a reset from our side: gone already)
             peer.shutdown(socket.SHUT_WR)
 
-    channel = SocketChannel(mine, linger=0.2)
+    channel = SocketChannel(mine, buffering=buffering, linger=0.2)
     return channel, PeerEnd(peer.sendall, end, recv, peer.close, reset)
 
 
@@ -148,6 +153,10 @@ def _pipe() -> "tuple[Channel, PeerEnd]":
     return channel, PeerEnd(send, end, recv, close)
 
 
+def _tcp_lines() -> "tuple[Channel, PeerEnd]":
+    return _tcp(LineBuffering(max_length=MAX_LINE))
+
+
 def _test_channel() -> "tuple[Channel, PeerEnd]":
     channel = TestChannel(linger=0.2)
     return channel, PeerEnd(
@@ -155,7 +164,10 @@ def _test_channel() -> "tuple[Channel, PeerEnd]":
     )
 
 
-KINDS = {"tcp": _tcp, "test": _test_channel}
+MAX_LINE = 64
+"""The line limit of the ``lines`` kind."""
+
+KINDS = {"tcp": _tcp, "test": _test_channel, "lines": _tcp_lines}
 if not WINDOWS:
     KINDS["pipe"] = _pipe
 
@@ -186,8 +198,33 @@ class LifecycleMachine(RuleBasedStateMachine):
     def peer_sends(self, model: Model, data: bytes) -> None:
         if model.peer_ended or model.peer_reset or len(model.sent) + len(data) > SEND_LIMIT:
             return
-        model.peer.send(data)
-        model.sent += data
+        if model.kind == "lines":  # lines well under the limit: none is too long
+            data = b"".join(
+                data[start : start + 32].replace(b"\n", b".") + b"\n"
+                for start in range(0, len(data), 32)
+            )
+        if self._peer_sends(model, data):
+            model.sent += data
+
+    @rule(model=channels, length=st.integers(MAX_LINE + 1, 3 * MAX_LINE))
+    def peer_sends_a_line_too_long(self, model: Model, length: int) -> None:
+        if model.kind != "lines" or model.peer_ended or model.peer_reset:
+            return
+        if model.too_long_after is None:
+            model.too_long_after = model.sent.rfind(b"\n") + 1
+        data = b"L" * length
+        if self._peer_sends(model, data):
+            model.sent += data
+
+    @staticmethod
+    def _peer_sends(model: Model, data: bytes) -> bool:
+        try:
+            model.peer.send(data)
+        except (BrokenPipeError, ConnectionResetError):
+            # The Poller closed it (a line too long) with input unread: a reset.
+            assert model.too_long_after is not None, f"{model}: the peer could not send"
+            return False
+        return True
 
     @rule(model=channels)
     def peer_ends(self, model: Model) -> None:
@@ -213,7 +250,9 @@ class LifecycleMachine(RuleBasedStateMachine):
         try:
             model.channel.write(data)
         except EndpointClosedException:
-            assert model.peer_reset, f"write to {model} failed, but nothing broke it"
+            assert model.peer_reset or model.too_long_after is not None, (
+                f"write to {model} failed, but nothing broke it"
+            )
             return
         model.written += data
 
@@ -223,7 +262,8 @@ class LifecycleMachine(RuleBasedStateMachine):
 
     @staticmethod
     def _close(model: Model) -> None:
-        model.may_reset_on_close = model.kind == "tcp" and model.sent != model.received
+        if model.kind in ("tcp", "lines") and model.sent != model.received:
+            model.may_reset_on_close = True
         model.channel.close()
         model.app_closed = True
 
@@ -259,17 +299,29 @@ class LifecycleMachine(RuleBasedStateMachine):
                 assert not model.paused, f"{event} for {model}, which is paused"
                 model.received += event.data
                 assert model.sent.startswith(model.received), f"{model} got bytes not sent"
+                if model.too_long_after is not None:
+                    assert len(model.received) <= model.too_long_after, f"{model}: long line came"
             else:
                 model.reports += 1
                 model.registered = False
                 assert event.reason in self._reasons(model), (event, model.__dict__)
                 if event.reason is CloseReason.PEER_CLOSED:
                     assert model.received == model.sent, f"{model} lost bytes"
+                if event.reason is CloseReason.LINE_TOO_LONG:
+                    assert model.received == model.sent[: model.too_long_after], (
+                        f"{model}: the lines before the long one did not all come"
+                    )
+                    # The Poller closes it; with input unread, TCP sends a reset.
+                    model.may_reset_on_close = True
 
     @staticmethod
     def _reasons(model: Model) -> "set[CloseReason]":
         if model.app_closed:
             return {CloseReason.CLOSED_LOCALLY}
+        if model.too_long_after is not None and not model.peer_reset:
+            return {CloseReason.LINE_TOO_LONG}
+        if model.too_long_after is not None:  # which one the Poller saw first
+            return {CloseReason.LINE_TOO_LONG, CloseReason.RESET}
         if model.peer_reset and model.peer_ended:  # the end may come first
             return {CloseReason.RESET, CloseReason.PEER_CLOSED}
         if model.peer_reset:
@@ -315,7 +367,8 @@ class LifecycleMachine(RuleBasedStateMachine):
             assert model.reports == (0 if model.unregistered else 1) or (
                 model.unregistered and model.reports <= 1
             ), model
-            if not (model.app_closed or model.peer_reset or model.unregistered):
+            ended_whole = not (model.app_closed or model.peer_reset or model.unregistered)
+            if ended_whole and model.too_long_after is None:
                 assert model.received == model.sent, f"{model} lost bytes"
             if model.peer_reset:
                 continue
