@@ -3,8 +3,9 @@
 A channel reads without blocking and feeds what it read to its one framer
 (``channels._framers``), which decides what ``read()`` returns;
 ``read_frames()`` takes every frame at once from that same framer, so both
-see the same frames and the same errors. Writing never loses data: what the
-OS does not take at once waits in the channel's ``Outbox`` (in order) and is
+see the same frames and the same errors. The writing side is
+``channels._writing.WritingSide``: writing never loses data, what the OS
+does not take at once waits in the channel's ``Outbox`` (in order) and is
 delivered by ``flush()``, by a ``Poller`` during ``poll()``, by later writes,
 or by ``close()``, through the one linger loop ``_outbox.deliver``.
 
@@ -16,15 +17,14 @@ channels`` works on Windows; the subclasses in ``channels.channel`` do the IO.
 
 import abc
 import contextlib
-import time
-from typing import Callable, ClassVar, Deque, List, Optional, Tuple, TypeVar
+from typing import Callable, ClassVar, List, Optional, Tuple, TypeVar
 
 from . import _checks
 from ._errors import EndpointClosedException, LineTooLong
-from ._fds import fd_ready
 from ._framers import bulk_framer
-from ._outbox import Outbox, as_views, deliver
-from ._protocols import AGAIN, DRAINED, MORE, BytesLike
+from ._outbox import Outbox, deliver
+from ._protocols import AGAIN, DRAINED, MORE
+from ._writing import DEFAULT_HIGH_WATER, WritingSide
 from .buffering import BufferingArg, as_buffering
 
 __all__ = ["DEFAULT_HIGH_WATER", "DEFAULT_LINGER", "MAX_READ_PER_CALL", "READ_SIZE", "Channel"]
@@ -37,11 +37,6 @@ MAX_READ_PER_CALL = 256 * 1024
 call returns in bounded time even from a peer that never stops sending; it
 is also a ``Poller``'s default read budget per channel per ``poll()``."""
 
-DEFAULT_HIGH_WATER = 16 * 1024 * 1024
-"""Queued output a channel accepts before ``write()`` raises
-``WriteBufferFullError``: 16 MiB, enough to absorb bursts on a fast link,
-small enough that thousands of slow peers cannot exhaust memory."""
-
 DEFAULT_LINGER = 5.0
 """Seconds ``close()`` waits for a reader that makes no progress before it
 drops the output still queued."""
@@ -49,7 +44,7 @@ drops the output still queued."""
 _Self = TypeVar("_Self", bound="Channel")
 
 
-class Channel(abc.ABC):
+class Channel(WritingSide, abc.ABC):
     """Base class of channels: framing and zero-loss writes for free.
 
     A subclass implements ``_read()`` (return the bytes available now, ``b''``
@@ -100,6 +95,8 @@ class Channel(abc.ABC):
         self._end_cause: Optional[BaseException] = None
         self._close_callbacks: List[Callable[[], None]] = []
         self._outbox = Outbox()
+        # write_eof(): 1 once asked for, 2 once the write side was shut.
+        self._eof = 0
 
     @property
     def buffering(self) -> str:
@@ -110,26 +107,6 @@ class Channel(abc.ABC):
     def closed(self) -> bool:
         """True once ``close()`` was called."""
         return self._closed
-
-    @property
-    def write_buffer_size(self) -> int:
-        """Bytes accepted by ``write()`` that the OS has not taken yet."""
-        return self._outbox.size
-
-    @property
-    def undelivered(self) -> int:
-        """Bytes accepted by ``write()`` that were dropped: the connection broke,
-        or ``close()`` gave up on a stalled reader, or ``abort()`` was called."""
-        return self._outbox.undelivered
-
-    @property
-    def high_water(self) -> int:
-        """The most queued output ``write()`` lets build up, in bytes."""
-        return self._high_water
-
-    @high_water.setter
-    def high_water(self, value: int) -> None:
-        self._high_water = _checks.whole_number(value, "high_water (bytes)", 1)
 
     @property
     def linger(self) -> float:
@@ -250,84 +227,6 @@ class Channel(abc.ABC):
         """Return the bytes the OS has now (``b''`` if none); raise
         ``EndpointClosedException`` at end of stream."""
 
-    # -- writing ------------------------------------------------------------
-
-    def write(self, *chunks: BytesLike) -> None:
-        """Write the chunks in order, as one stream; never blocks, never drops.
-
-        What the OS does not take at once is queued and delivered later (by
-        ``flush()``, a ``Poller``, later writes or ``close()``). If the queue
-        would grow past ``high_water``, ``WriteBufferFullError`` is raised and
-        nothing of this call is queued. A sink in blocking mode (a pipe you
-        handed over) takes everything before ``write()`` returns, as in 0.2.
-
-        Raises ``TypeError`` for a chunk that is not bytes-like (nothing is
-        written then), and ``EndpointClosedException`` when the other end is
-        gone or the channel was closed.
-        """
-        views = as_views(chunks)
-        self._check_writable("write to")
-        size = sum(len(view) for view in views)
-        if not size:
-            return
-        outbox = self._outbox
-        if outbox.size + size > self._high_water and (outbox.size or not self._sink_blocks()):
-            raise outbox.full(size, self._high_water, self)
-        added = outbox.add(views, size)
-        self._push_or_fail("write to")
-        # What is still queued of this call must not change if the caller
-        # reuses a mutable buffer: copy that part (and only that part).
-        outbox.keep_copies(added)
-
-    def flush(self, timeout: Optional[float] = None) -> bool:
-        """Deliver queued output, waiting at most ``timeout`` seconds.
-
-        ``None`` waits until everything is delivered; zero or less only sends
-        what the OS takes now. Returns True when nothing is left queued, False
-        when the timeout passed first. Raises ``EndpointClosedException`` (with
-        ``undelivered``) when the other end is gone or the channel was closed.
-        """
-        fd = self._check_writable("flush of")
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            self._push_or_fail("flush of")
-            if not self._outbox.size:
-                return True
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                return False
-            fd_ready(fd, writing=True, timeout=left)
-
-    def get_write_fd(self) -> int:
-        """The fd whose writability lets queued output go: the socket's fd, or a
-        ``PipeChannel``'s sink. ``NotImplementedError`` for a channel that
-        cannot write."""
-        return self._write_fd()
-
-    def _check_writable(self, action: str) -> int:
-        """The fd to wait on for writing, or the reason writing is impossible."""
-        fd = self._write_fd()  # NotImplementedError for a channel that cannot write
-        self._outbox.check(f"{action} {self!r}")
-        if self._closed:
-            raise EndpointClosedException(f"{action} {self!r}: the channel was closed")
-        return fd
-
-    def _push_or_fail(self, action: str) -> None:
-        """Send what the OS takes now; an OSError means writing is over."""
-        self._outbox.push_or_raise(self._send, f"{action} {self!r}")
-
-    def _send(self, queue: Deque[memoryview]) -> int:
-        """Send from the head of ``queue`` (one or more views); return the count."""
-        raise NotImplementedError(f"{type(self).__name__} cannot write")
-
-    def _write_fd(self) -> int:
-        """The fd to wait on until the OS takes more output."""
-        raise NotImplementedError(f"{type(self).__name__} cannot write")
-
-    def _sink_blocks(self) -> bool:
-        """True when the OS takes every write whole (a sink in blocking mode)."""
-        return False
-
     # -- closing ------------------------------------------------------------
 
     @abc.abstractmethod
@@ -381,12 +280,3 @@ class Channel(abc.ABC):
         """Forget ``callback``; does nothing if it was not added."""
         with contextlib.suppress(ValueError):
             self._close_callbacks.remove(callback)
-
-    def add_output_callback(self, callback: Callable[[bool], None]) -> None:
-        """Call ``callback(True)`` when output gets queued and ``callback(False)``
-        when all of it was delivered (or dropped)."""
-        self._outbox.add_callback(callback)
-
-    def remove_output_callback(self, callback: Callable[[bool], None]) -> None:
-        """Forget ``callback``; does nothing if it was not added."""
-        self._outbox.remove_callback(callback)

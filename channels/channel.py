@@ -188,6 +188,16 @@ class PipeChannel(Channel):
             raise NotImplementedError(f"{self!r} has no sink: it cannot write")
         return self._sink
 
+    def _check_can_end_writing(self) -> None:
+        if self._sink == self._faucet:
+            raise NotImplementedError(
+                f"{self!r} reads and writes one fd: it cannot end writing alone"
+            )
+
+    def _end_writing(self) -> None:
+        sink, self._sink = self._sink, -1
+        os.close(sink)
+
     def _sink_blocks(self) -> bool:
         return self._sink_blocking and not self._shared
 
@@ -316,6 +326,9 @@ class SocketChannel(Channel):
 
     def _write_fd(self) -> int:
         return self._sock.fileno()
+
+    def _end_writing(self) -> None:
+        self._sock.shutdown(socket.SHUT_WR)
 
     def close(self) -> None:
         """Deliver queued output (see ``Channel.close``), then close the socket."""

@@ -58,6 +58,7 @@ class TestChannel(SocketChannel):
         self._eof_sent = False
         self._close_peer = False
         self._reset = False
+        self._write_ended = False
         self._write_limits: Deque[int] = collections.deque()
         try:
             super().__init__(channel_end, buffering=buffering, high_water=high_water, linger=linger)
@@ -136,6 +137,12 @@ class TestChannel(SocketChannel):
                 raise ValueError(f"throttle_writes() takes byte counts >= 0, not {limit!r}")
         self._write_limits.extend(limits)
 
+    @property
+    def write_ended(self) -> bool:
+        """True once ``get()`` found the end of what the channel writes (after
+        its ``write_eof()`` or ``close()``)."""
+        return self._write_ended
+
     def get(self) -> bytes:
         """Return what the channel wrote since the last call (``b''`` if nothing).
 
@@ -188,6 +195,7 @@ class TestChannel(SocketChannel):
                     return  # no progress (cannot happen on a socketpair; be safe)
                 continue
             if not data:
+                self._write_ended = True
                 return
             self._from_channel += data
 

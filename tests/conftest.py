@@ -166,12 +166,16 @@ class Peer:
         *,
         end: Optional[Callable[[], None]] = None,
         reset: Optional[Callable[[], None]] = None,
+        take: Optional[Callable[[], Tuple[bytes, bool]]] = None,
     ) -> None:
         self._send = send
         self._recv = recv
         self._close = close
         self.end = end or close
         self.reset = reset
+        self.take = take or (lambda: (self._recv(), False))
+        """What the channel wrote and the OS holds now, and whether its stream
+        ended there (never blocks)."""
         self.readable_fd = readable_fd
 
     def send(self, data: bytes) -> None:
@@ -227,9 +231,26 @@ def _socket_peer(sock: socket.socket) -> Peer:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         sock.close()
 
+    def take() -> Tuple[bytes, bool]:
+        data = b""
+        while select.select([sock], [], [], 0)[0]:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return data, True
+            data += chunk
+        return data, False
+
     # Only TCP resets: a Unix socket closed with SO_LINGER 0 just closes.
     tcp = sock.family in (socket.AF_INET, socket.AF_INET6)
-    return Peer(sock.sendall, recv, close, sock.fileno(), end=end, reset=reset if tcp else None)
+    return Peer(
+        sock.sendall,
+        recv,
+        close,
+        sock.fileno(),
+        end=end,
+        reset=reset if tcp else None,
+        take=take,
+    )
 
 
 def make_pipe(buffering: BufferingArg, cleanup: List[Callable[[], None]]) -> Tuple[Channel, Peer]:
@@ -258,12 +279,23 @@ def make_pipe(buffering: BufferingArg, cleanup: List[Callable[[], None]]) -> Tup
             closed.append(True)
             os.close(to_channel_w)
 
+    def take() -> Tuple[bytes, bool]:
+        data = b""
+        while True:
+            try:
+                chunk = os.read(from_channel_r, 65536)
+            except BlockingIOError:
+                return data, False
+            if not chunk:
+                return data, True
+            data += chunk
+
     def release() -> None:
         close()
         os.close(from_channel_r)
 
     cleanup.append(release)
-    return channel, Peer(send, recv, close, from_channel_r)
+    return channel, Peer(send, recv, close, from_channel_r, take=take)
 
 
 def make_socketpair(
@@ -305,8 +337,17 @@ def make_test_channel(
     # get() reads the test's end of the socketpair: wait on that fd.
     test_end = channel._test_end
     assert test_end is not None
+
+    def take() -> Tuple[bytes, bool]:
+        return channel.get(), channel.write_ended
+
     return channel, Peer(
-        channel.put, channel.get, channel.put_eof, test_end.fileno(), reset=channel.reset_peer
+        channel.put,
+        channel.get,
+        channel.put_eof,
+        test_end.fileno(),
+        reset=channel.reset_peer,
+        take=take,
     )
 
 

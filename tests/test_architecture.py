@@ -21,6 +21,7 @@ LAYERS = [
     "_framers",
     "buffering",
     "_outbox",
+    "_writing",
     "_base",
     "channel",
     "testing",

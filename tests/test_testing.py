@@ -97,6 +97,7 @@ def test_reset_peer_loses_unread_data_and_fails_reads_and_writes(poller: Poller)
     cause = info.value.__cause__
     assert isinstance(cause, ConnectionResetError)
     assert cause.errno == errno.ECONNRESET
+    channel.close()
 
 
 def test_read_after_reset_raises_with_the_reset_as_cause() -> None:

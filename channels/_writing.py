@@ -1,0 +1,177 @@
+"""The writing side of a channel: queued, zero-loss writes and their end.
+
+``WritingSide`` is the half of ``Channel`` that writes: ``write()`` queues
+what the OS does not take in the channel's ``Outbox`` (refusing a whole
+write past the high-water mark), ``flush()`` delivers it, ``write_eof()``
+ends the stream once it is delivered. The OS calls are the subclass's:
+``_send()``, ``_write_fd()`` and ``_end_writing()``. No IO here but those.
+"""
+
+import time
+from typing import Callable, Deque, Optional
+
+from . import _checks
+from ._errors import EndpointClosedException
+from ._fds import fd_ready
+from ._outbox import Outbox, as_views
+from ._protocols import BytesLike
+
+__all__ = ["DEFAULT_HIGH_WATER", "WritingSide"]
+
+DEFAULT_HIGH_WATER = 16 * 1024 * 1024
+"""Queued output a channel accepts before ``write()`` raises
+``WriteBufferFullError``: 16 MiB, enough to absorb bursts on a fast link,
+small enough that thousands of slow peers cannot exhaust memory."""
+
+
+class WritingSide:
+    """What a channel does to write; ``Channel`` is one, with a reading side."""
+
+    _outbox: Outbox
+    _high_water: int
+    _closed: bool
+    # write_eof(): 1 once asked for, 2 once the write side was shut.
+    _eof: int
+
+    @property
+    def write_buffer_size(self) -> int:
+        """Bytes accepted by ``write()`` that the OS has not taken yet."""
+        return self._outbox.size
+
+    @property
+    def undelivered(self) -> int:
+        """Bytes accepted by ``write()`` that were dropped: the connection broke,
+        or ``close()`` gave up on a stalled reader, or ``abort()`` was called."""
+        return self._outbox.undelivered
+
+    @property
+    def high_water(self) -> int:
+        """The most queued output ``write()`` lets build up, in bytes."""
+        return self._high_water
+
+    @high_water.setter
+    def high_water(self, value: int) -> None:
+        self._high_water = _checks.whole_number(value, "high_water (bytes)", 1)
+
+    def write(self, *chunks: BytesLike) -> None:
+        """Write the chunks in order, as one stream; never blocks, never drops.
+
+        What the OS does not take at once is queued and delivered later (by
+        ``flush()``, a ``Poller``, later writes or ``close()``). If the queue
+        would grow past ``high_water``, ``WriteBufferFullError`` is raised and
+        nothing of this call is queued. A sink in blocking mode (a pipe you
+        handed over) takes everything before ``write()`` returns, as in 0.2.
+
+        Raises ``TypeError`` for a chunk that is not bytes-like (nothing is
+        written then), and ``EndpointClosedException`` when the other end is
+        gone or the channel was closed.
+        """
+        views = as_views(chunks)
+        self._check_writable("write to")
+        if self._eof:
+            raise EndpointClosedException(f"write to {self!r}: write_eof() ended writing")
+        size = sum(len(view) for view in views)
+        if not size:
+            return
+        outbox = self._outbox
+        if outbox.size + size > self._high_water and (outbox.size or not self._sink_blocks()):
+            raise outbox.full(size, self._high_water, self)
+        added = outbox.add(views, size)
+        self._push_or_fail("write to")
+        # What is still queued of this call must not change if the caller
+        # reuses a mutable buffer: copy that part (and only that part).
+        outbox.keep_copies(added)
+
+    def write_eof(self) -> None:
+        """End the stream this channel writes, after everything queued.
+
+        The peer reads all that was written, then the end of the stream (a
+        socket's ``shutdown(SHUT_WR)``; a pipe's sink is closed). Never
+        blocks: what the OS does not take yet goes out with ``flush()``, a
+        ``Poller`` or ``close()``, and the end follows it. Reading goes on
+        until the peer closes. Then ``write()`` raises
+        ``EndpointClosedException``; calling ``write_eof()`` again does
+        nothing. ``NotImplementedError`` for a channel that cannot end its
+        writing alone; ``EndpointClosedException`` when it is closed or broken.
+        """
+        self._check_writable("write_eof() of")
+        if not self._eof:
+            self._check_can_end_writing()
+            self._eof = 1
+            self._push_or_fail("write_eof() of")
+
+    def flush(self, timeout: Optional[float] = None) -> bool:
+        """Deliver queued output, waiting at most ``timeout`` seconds.
+
+        ``None`` waits until everything is delivered; zero or less only sends
+        what the OS takes now. Returns True when nothing is left queued, False
+        when the timeout passed first. Raises ``EndpointClosedException`` (with
+        ``undelivered``) when the other end is gone or the channel was closed.
+        """
+        fd = self._check_writable("flush of")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            self._push_or_fail("flush of")
+            if not self._outbox.size:
+                return True
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            fd_ready(fd, writing=True, timeout=left)
+
+    def get_write_fd(self) -> int:
+        """The fd whose writability lets queued output go: the socket's fd, or a
+        ``PipeChannel``'s sink. ``NotImplementedError`` for a channel that
+        cannot write."""
+        return self._write_fd()
+
+    def _check_writable(self, action: str) -> int:
+        """The fd to wait on for writing, or the reason writing is impossible."""
+        fd = self._write_fd()  # NotImplementedError for a channel that cannot write
+        self._outbox.check(f"{action} {self!r}")
+        if self._closed:
+            raise EndpointClosedException(f"{action} {self!r}: the channel was closed")
+        return fd
+
+    def _push_or_fail(self, action: str) -> None:
+        """Send what the OS takes now; an OSError means writing is over.
+        After ``write_eof()``, the write side is shut once all is sent."""
+        outbox = self._outbox
+        outbox.push_or_raise(self._send, f"{action} {self!r}")
+        if self._eof == 1 and not outbox.size:
+            self._eof = 2
+            try:
+                self._end_writing()
+            except OSError as exc:
+                outbox.fail(exc)
+                raise EndpointClosedException(f"{action} {self!r} failed: {exc}") from exc
+
+    def _check_can_end_writing(self) -> None:
+        """Raise ``NotImplementedError`` if ``write_eof()`` cannot work here."""
+        if type(self)._end_writing is WritingSide._end_writing:
+            raise NotImplementedError(f"{type(self).__name__} cannot end its writing alone")
+
+    def _end_writing(self) -> None:
+        """Shut the write side, the queue being empty (``write_eof()``)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot end its writing alone")
+
+    def _send(self, queue: Deque[memoryview]) -> int:
+        """Send from the head of ``queue`` (one or more views); return the count."""
+        raise NotImplementedError(f"{type(self).__name__} cannot write")
+
+    def _write_fd(self) -> int:
+        """The fd to wait on until the OS takes more output."""
+        raise NotImplementedError(f"{type(self).__name__} cannot write")
+
+    def _sink_blocks(self) -> bool:
+        """True when the OS takes every write whole (a sink in blocking mode)."""
+        return False
+
+    def add_output_callback(self, callback: Callable[[bool], None]) -> None:
+        """Call ``callback(True)`` when output gets queued and ``callback(False)``
+        when all of it was delivered (or dropped)."""
+        self._outbox.add_callback(callback)
+
+    def remove_output_callback(self, callback: Callable[[bool], None]) -> None:
+        """Forget ``callback``; does nothing if it was not added."""
+        self._outbox.remove_callback(callback)
