@@ -18,6 +18,7 @@ from .channel import BytesLike as BytesLike
 from .channel import Channel as Channel
 from .channel import ChannelLike as ChannelLike
 from .channel import CloseNotifier as CloseNotifier
+from .channel import DrainNotifier as DrainNotifier
 from .channel import FrameSource as FrameSource
 from .channel import Lingering as Lingering
 from .channel import PipeChannel as PipeChannel
@@ -30,6 +31,7 @@ from .events import CloseReason as CloseReason
 from .events import DataReceived as DataReceived
 from .events import FramesReceived as FramesReceived
 from .events import PollEvent as PollEvent
+from .events import Writable as Writable
 from .poller import AcceptEvent as AcceptEvent
 from .poller import DataEvent as DataEvent
 from .poller import Poller as Poller
@@ -53,6 +55,7 @@ __all__ = [
     "CloseReason",
     "DataEvent",
     "DataReceived",
+    "DrainNotifier",
     "EndpointClosedException",
     "FrameSource",
     "Framer",
@@ -67,6 +70,7 @@ __all__ = [
     "QueuedWriter",
     "SocketAddress",
     "SocketChannel",
+    "Writable",
     "WriteBufferFullError",
 ]
 

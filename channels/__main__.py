@@ -27,6 +27,7 @@ from channels import (
     PipeChannel,
     Poller,
     SocketChannel,
+    Writable,
     WriteBufferFullError,
 )
 
@@ -336,6 +337,8 @@ def _serve(poller: Poller, echo: bool, stopping: List[int]) -> None:
                 if channel is not None:
                     _LOGGER.info("%s disconnected: %s", channel.peer, event.reason.value)
                     channel.close()
+            elif isinstance(event, Writable):
+                continue  # (the hub never waits for a full client: see _deliver)
             elif echo:
                 _deliver(poller, clients, event.channel, [event.channel], event.data)
             else:

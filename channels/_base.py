@@ -88,6 +88,7 @@ class Channel(WritingSide, abc.ABC):
         self._buffering = strategy.name
         self._framer = bulk_framer(strategy.new_framer())
         self._high_water = _checks.whole_number(high_water, "high_water (bytes)", 1)
+        self._low_water: Optional[int] = None
         self._linger = _checks.seconds(linger, "linger")
         self._closed = False
         # Why reading ended (peer closed, OS error, closed here); None while open.

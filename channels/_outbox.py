@@ -53,7 +53,16 @@ def as_views(chunks: Iterable[object]) -> List[memoryview]:
 class Outbox:
     """A channel's queued output, its losses and its watchers."""
 
-    __slots__ = ("_announced", "_callbacks", "_queue", "failure", "size", "undelivered")
+    __slots__ = (
+        "_announced",
+        "_callbacks",
+        "_drain_callbacks",
+        "_queue",
+        "drain_at",
+        "failure",
+        "size",
+        "undelivered",
+    )
 
     def __init__(self) -> None:
         # Views, oldest first; idle outboxes share one empty deque.
@@ -66,6 +75,10 @@ class Outbox:
         """Why writing became impossible, once it did."""
         self._callbacks: List[Callable[[bool], None]] = []
         self._announced = False
+        self.drain_at = -1
+        """After a refused write: the size at or below which the watchers hear
+        that the queue drained (-1: nobody waits for that)."""
+        self._drain_callbacks: List[Callable[[], None]] = []
 
     def add(self, views: List[memoryview], size: int) -> int:
         """Queue ``views`` (``size`` bytes in all); return how many views were queued."""
@@ -173,15 +186,21 @@ class Outbox:
         """Writing became impossible: remember why, drop the queue (return its size)."""
         if self.failure is None:
             self.failure = failure
+        self.drain_at = -1  # no writing to resume: the end is reported instead
         return self.drop()
 
     def announce(self) -> None:
-        """Tell the watchers when queued output appeared or is gone."""
+        """Tell the watchers when queued output appeared or is gone, and when
+        it drained to the low-water mark after a refused write."""
         pending = self.size > 0
         if pending != self._announced:
             self._announced = pending
             for callback in list(self._callbacks):
                 callback(pending)
+        if self.drain_at >= 0 and self.size <= self.drain_at:
+            self.drain_at = -1
+            for drained in list(self._drain_callbacks):
+                drained()
 
     def add_callback(self, callback: Callable[[bool], None]) -> None:
         """Call ``callback(True)`` when output gets queued, ``callback(False)``
@@ -192,6 +211,15 @@ class Outbox:
         """Forget ``callback``; does nothing if it was not added."""
         with contextlib.suppress(ValueError):
             self._callbacks.remove(callback)
+
+    def add_drain_callback(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` when the queue drained after a refused write."""
+        self._drain_callbacks.append(callback)
+
+    def remove_drain_callback(self, callback: Callable[[], None]) -> None:
+        """Forget ``callback``; does nothing if it was not added."""
+        with contextlib.suppress(ValueError):
+            self._drain_callbacks.remove(callback)
 
 
 _Writer = TypeVar("_Writer", bound=QueuedWriter)

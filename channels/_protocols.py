@@ -6,7 +6,8 @@ channel has them (``channels._records.shape_of`` works out which, once per
 class): ``CloseNotifier`` (tell me when you close), ``QueuedWriter`` (you
 hold output for me to flush), ``Lingering`` (how long to wait for your
 reader, how much you dropped, close without waiting) and ``FrameSource``
-(hand me all your frames at once).
+(hand me all your frames at once), ``DrainNotifier`` (tell me when you
+can take writes again).
 """
 
 from typing import Callable, List, Optional, Protocol, Tuple, Union, runtime_checkable
@@ -18,6 +19,7 @@ __all__ = [
     "BytesLike",
     "ChannelLike",
     "CloseNotifier",
+    "DrainNotifier",
     "FrameSource",
     "Lingering",
     "QueuedWriter",
@@ -112,6 +114,24 @@ class QueuedWriter(Protocol):
         ...
 
     def remove_output_callback(self, callback: Callable[[bool], None]) -> None:
+        """Forget ``callback``; does nothing if it was not added."""
+        ...
+
+
+@runtime_checkable
+class DrainNotifier(Protocol):
+    """A channel that tells when it is writable again after refusing a write.
+
+    A ``Poller`` turns the callback into a ``Writable`` event, and makes the
+    ``poll()`` that sees it return.
+    """
+
+    def add_drain_callback(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` when, after a refused write, the queued output
+        drained to the low-water mark."""
+        ...
+
+    def remove_drain_callback(self, callback: Callable[[], None]) -> None:
         """Forget ``callback``; does nothing if it was not added."""
         ...
 

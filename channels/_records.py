@@ -22,6 +22,7 @@ from ._protocols import (
     MORE,
     ChannelLike,
     CloseNotifier,
+    DrainNotifier,
     FrameSource,
     Lingering,
     QueuedWriter,
@@ -62,6 +63,7 @@ class Shape(NamedTuple):
     close_notifier: bool
     lingering: bool
     frame_source: bool
+    drain_notifier: bool
 
 
 _SHAPES: Dict[type, Shape] = {}
@@ -88,6 +90,7 @@ def shape_of(channel: object) -> Shape:
             isinstance(channel, CloseNotifier),
             isinstance(channel, Lingering),
             source,
+            isinstance(channel, DrainNotifier),
         )
         if isinstance(channel, Channel):  # a plain object may gain members later
             _SHAPES[cls] = shape
@@ -103,11 +106,13 @@ class Watched:
         "channel",
         "closer",
         "deadline",
+        "drains",
         "fd",
         "identity",
         "key",
         "notifier",
         "on_close",
+        "on_drain",
         "on_output",
         "paused",
         "read_frames",
@@ -148,6 +153,8 @@ class Watched:
         self.closer = cast(Lingering, channel) if shape.lingering else None
         self.on_close: Optional[Callable[[], None]] = None
         self.on_output: Optional[Callable[[bool], None]] = None
+        self.on_drain: Optional[Callable[[], None]] = None
+        self.drains = cast(DrainNotifier, channel) if shape.drain_notifier else None
         # Watched for writing while output is queued: the same fd (a socket)
         # or another one (a pipe's sink), which then has a record of its own.
         self.write_fd = fd

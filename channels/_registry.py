@@ -77,7 +77,7 @@ from ._records import (
     record_of,
     shape_of,
 )
-from .events import ChannelClosed, CloseReason, Collected
+from .events import ChannelClosed, CloseReason, Collected, Writable
 
 __all__ = ["CHECK_INTERVAL", "Collected", "Registry"]
 
@@ -200,6 +200,9 @@ class Registry:
         if watched.notifier is not None:
             watched.on_close = functools.partial(self.move, watched, "closed")
             watched.notifier.add_close_callback(watched.on_close)
+        if watched.drains is not None:
+            watched.on_drain = functools.partial(self._drained, watched)
+            watched.drains.add_drain_callback(watched.on_drain)
         if writer is not None:
             watched.on_output = functools.partial(self._output_changed, watched)
             writer.add_output_callback(watched.on_output)
@@ -258,6 +261,11 @@ class Registry:
             watched.writing = pending
             self.sync(watched)
 
+    def _drained(self, watched: Watched) -> None:
+        """Called back by a channel writable again after a refused write."""
+        if watched.state in (_OPEN, _HALF):
+            self.results.append(Writable(watched.channel))
+
     def sync(self, watched: Watched) -> None:
         """Make the selector and the index agree with the record's state."""
         state = watched.state
@@ -302,6 +310,9 @@ class Registry:
         if watched.on_output is not None and watched.writer is not None:
             watched.writer.remove_output_callback(watched.on_output)
         watched.on_output = None
+        if watched.on_drain is not None and watched.drains is not None:
+            watched.drains.remove_drain_callback(watched.on_drain)
+        watched.on_drain = None
 
     def _leave_server(self, watched: Watched) -> None:
         server, watched.server = watched.server, None

@@ -29,6 +29,7 @@ class WritingSide:
 
     _outbox: Outbox
     _high_water: int
+    _low_water: Optional[int]  # None: high_water // 4
     _closed: bool
     # write_eof(): 1 once asked for, 2 once the write side was shut.
     _eof: int
@@ -51,7 +52,29 @@ class WritingSide:
 
     @high_water.setter
     def high_water(self, value: int) -> None:
-        self._high_water = _checks.whole_number(value, "high_water (bytes)", 1)
+        high_water = _checks.whole_number(value, "high_water (bytes)", 1)
+        if self._low_water is not None and self._low_water > high_water:
+            raise ValueError(
+                f"high_water must be at least low_water ({self._low_water}), not {high_water}"
+            )
+        self._high_water = high_water
+
+    @property
+    def low_water(self) -> int:
+        """The queue size at or below which a channel whose ``write()`` was
+        refused is writable again (a ``Poller`` reports ``Writable``; lower,
+        if the refused write fits only then): ``high_water // 4`` unless set,
+        as asyncio's default."""
+        return self._high_water // 4 if self._low_water is None else self._low_water
+
+    @low_water.setter
+    def low_water(self, value: int) -> None:
+        low_water = _checks.whole_number(value, "low_water (bytes)", 0)
+        if low_water > self._high_water:
+            raise ValueError(
+                f"low_water must be at most high_water ({self._high_water}), not {low_water}"
+            )
+        self._low_water = low_water
 
     def write(self, *chunks: BytesLike) -> None:
         """Write the chunks in order, as one stream; never blocks, never drops.
@@ -75,6 +98,10 @@ class WritingSide:
             return
         outbox = self._outbox
         if outbox.size + size > self._high_water and (outbox.size or not self._sink_blocks()):
+            # The watchers hear when it drained to the low-water mark, or to
+            # where this write fits, whichever is lower (never, if it cannot).
+            fits_at = self._high_water - size
+            outbox.drain_at = fits_at if fits_at < self.low_water else self.low_water
             raise outbox.full(size, self._high_water, self)
         added = outbox.add(views, size)
         self._push_or_fail("write to")
@@ -175,3 +202,12 @@ class WritingSide:
     def remove_output_callback(self, callback: Callable[[bool], None]) -> None:
         """Forget ``callback``; does nothing if it was not added."""
         self._outbox.remove_callback(callback)
+
+    def add_drain_callback(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` when, after a refused ``write()``, the queue
+        drained to ``low_water``: the channel is writable again."""
+        self._outbox.add_drain_callback(callback)
+
+    def remove_drain_callback(self, callback: Callable[[], None]) -> None:
+        """Forget ``callback``; does nothing if it was not added."""
+        self._outbox.remove_drain_callback(callback)

@@ -33,6 +33,7 @@ __all__ = [
     "PollEvent",
     "PollResult",
     "SocketAddress",
+    "Writable",
 ]
 
 SocketAddress = Union[Tuple[str, int], Tuple[str, int, int, int], str, bytes]
@@ -95,6 +96,17 @@ class ChannelClosed:
 
 
 @dataclasses.dataclass(frozen=True)
+class Writable:
+    """A channel whose ``write()`` was refused (``WriteBufferFullError``)
+    drained to its ``low_water`` mark: write to it again (and resume reading
+    what feeds it). ``poll()`` has no tuple for it: it returns (perhaps
+    ``[]``, as after ``wakeup()``)."""
+
+    __slots__ = ("channel",)
+    channel: ChannelLike
+
+
+@dataclasses.dataclass(frozen=True)
 class ClientAccepted:
     """A client was accepted and registered: ``((address, channel), server)``."""
 
@@ -108,13 +120,13 @@ class ClientAccepted:
         return ((self.address, self.channel), self.server)
 
 
-PollEvent = Union[DataReceived, ChannelClosed, ClientAccepted]
+PollEvent = Union[DataReceived, ChannelClosed, ClientAccepted, Writable]
 """One item of ``Poller.poll_events()``."""
 
-BatchEvent = Union[FramesReceived, ChannelClosed, ClientAccepted]
+BatchEvent = Union[FramesReceived, ChannelClosed, ClientAccepted, Writable]
 """One item of ``Poller.poll_batches()``."""
 
-Collected = Union[Tuple[List[bytes], ChannelLike], ChannelClosed, ClientAccepted]
+Collected = Union[Tuple[List[bytes], ChannelLike], ChannelClosed, ClientAccepted, Writable]
 """What a Poller collects: the frames of one read as a plain tuple (the hot
 path), the rest as events; the functions below convert a list of them."""
 
@@ -128,7 +140,7 @@ def as_tuples(collected: List[Collected]) -> "List[PollResult]":
     for item in collected:
         if isinstance(item, tuple):
             results += zip(item[0], itertools.repeat(item[1]))
-        else:
+        elif not isinstance(item, Writable):  # (no 0.2 form: poll() just returns)
             results.append(item.as_tuple())
     return results
 

@@ -6,6 +6,7 @@ closes). The channel contract in ``test_channel.py`` runs over all of them.
 """
 
 import contextlib
+import gc
 import os
 import select
 import selectors
@@ -15,6 +16,7 @@ import struct
 import sys
 import tempfile
 import time
+import warnings
 from typing import Callable, Iterator, List, Optional, Tuple, Type
 
 import pytest
@@ -394,3 +396,17 @@ def make_channel(request: pytest.FixtureRequest, short_tmp: str) -> Iterator[Mak
         channel.close()
     for release in cleanup:
         release()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """A test closes what it opens: what it left to the garbage collector is
+    reported at the test that leaked it (before its fixtures tear down), not
+    at whichever later test the collector happens to run in."""
+    yield
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        gc.collect()
+    leaks = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+    if leaks:
+        pytest.fail(f"{item.nodeid} left these to the garbage collector: {leaks}")

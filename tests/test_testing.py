@@ -84,6 +84,7 @@ def test_close_peer_ends_reading_and_writing(poller: Poller) -> None:
         channel.write(b"to nobody\n")
     with pytest.raises(ValueError, match="close_peer"):
         channel.put(b"more")
+    channel.close()
 
 
 def test_reset_peer_loses_unread_data_and_fails_reads_and_writes(poller: Poller) -> None:

@@ -13,6 +13,7 @@ from channels import (
     FramesReceived,
     LineBuffering,
     Poller,
+    Writable,
 )
 
 
@@ -25,6 +26,8 @@ def handle(event: BatchEvent) -> int:
         return 0
     if isinstance(event, ClientAccepted):
         print("accepted", event.address)
+        return 0
+    if isinstance(event, Writable):
         return 0
     assert_never(event)
 

@@ -14,6 +14,7 @@ from channels import (
     DataReceived,
     Poller,
     PollEvent,
+    Writable,
 )
 
 
@@ -29,6 +30,8 @@ def handle(event: PollEvent, names: Dict[int, str]) -> None:
         names[id(event.channel)] = event.channel.peer
         server: socket.socket = event.server
         print("accepted", event.address, "on", server.getsockname())
+    elif isinstance(event, Writable):
+        print(event.channel, "takes writes again")
     else:
         assert_never(event)
 

@@ -107,6 +107,8 @@ def reveal_events(poller: channels.poller.Poller) -> None:
         elif isinstance(event, ChannelClosed):
             assert_type(event.reason, CloseReason)
             assert_type(event.undelivered, int)
+        elif isinstance(event, channels.Writable):
+            assert_type(event.channel, ChannelLike)
         else:
             assert_type(event, ClientAccepted)
             assert_type(event.channel, SocketChannel)
@@ -122,5 +124,7 @@ def reveal_batches(poller: channels.poller.Poller) -> None:
             assert_type(event.channel, ChannelLike)
         elif isinstance(event, ChannelClosed):
             assert_type(event.reason, CloseReason)
+        elif isinstance(event, channels.Writable):
+            assert_type(event.channel, ChannelLike)
         else:
             assert_type(event, ClientAccepted)
