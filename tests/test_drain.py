@@ -8,7 +8,7 @@ Over every channel kind and selector class.
 import select
 import sys
 import threading
-from typing import Callable, List
+from typing import Callable, List, Tuple
 
 import pytest
 
@@ -61,14 +61,22 @@ def _drain_and_wait(channel: Channel, peer: Peer, poll: Callable[[], list]) -> L
         reader.join(DEADLINE)
 
 
-def test_a_drained_channel_is_reported_writable_and_ends_poll_none(
+def _full_channel(
     make_channel: Maker, make_poller: Callable[..., Poller]
-) -> None:
+) -> Tuple[Channel, Peer, Poller]:
+    """A registered channel whose last write was refused."""
     channel, peer = make_channel("bytes")
     channel.high_water = 256 * 1024
     poller = make_poller()
     poller.register(channel)
     _fill_until_refused(channel)
+    return channel, peer, poller
+
+
+def test_a_drained_channel_is_reported_writable_and_ends_poll_none(
+    make_channel: Maker, make_poller: Callable[..., Poller]
+) -> None:
+    channel, peer, poller = _full_channel(make_channel, make_poller)
     events = _drain_and_wait(channel, peer, lambda: poller.poll_events(None))
     assert Writable(channel) in events
     assert channel.write_buffer_size <= channel.low_water
@@ -79,11 +87,7 @@ def test_a_drained_channel_is_reported_writable_and_ends_poll_none(
 def test_poll_none_returns_when_the_queue_drains(
     make_channel: Maker, make_poller: Callable[..., Poller]
 ) -> None:
-    channel, peer = make_channel("bytes")
-    channel.high_water = 256 * 1024
-    poller = make_poller()
-    poller.register(channel)
-    _fill_until_refused(channel)
+    channel, peer, poller = _full_channel(make_channel, make_poller)
     items = _drain_and_wait(channel, peer, lambda: poller.poll(None))
     assert items == []  # poll() has no tuple for it: it returns, as after wakeup()
 
@@ -91,11 +95,7 @@ def test_poll_none_returns_when_the_queue_drains(
 def test_poll_batches_carries_the_writable_event(
     make_channel: Maker, make_poller: Callable[..., Poller]
 ) -> None:
-    channel, peer = make_channel("bytes")
-    channel.high_water = 128 * 1024
-    poller = make_poller()
-    poller.register(channel)
-    _fill_until_refused(channel)
+    channel, peer, poller = _full_channel(make_channel, make_poller)
     events = _drain_and_wait(channel, peer, lambda: poller.poll_batches(None))
     assert events == [Writable(channel)]
 

@@ -335,15 +335,22 @@ def test_lines_before_a_line_too_long_come_first_and_their_replies_are_delivered
     theirs.close()
 
 
+def _reported_too_long(poller: Poller, linger: float) -> "tuple[SocketChannel, socket.socket]":
+    """A registered line channel whose peer sent a line too long, reported."""
+    mine, theirs = socket.socketpair()
+    channel = SocketChannel(mine, buffering=LineBuffering(max_length=4), linger=linger)
+    poller.register(channel)
+    theirs.sendall(b"ok\n" + b"y" * 10)
+    events = events_until(poller, lambda got: any(isinstance(e, ChannelClosed) for e in got))
+    assert events[-1] == ChannelClosed(channel, CloseReason.LINE_TOO_LONG, 0)
+    return channel, theirs
+
+
 def test_a_reply_to_a_reader_that_stalls_is_dropped_after_the_linger(
     make_poller: Callable[..., Poller],
 ) -> None:
     poller = make_poller()
-    mine, theirs = socket.socketpair()
-    channel = SocketChannel(mine, buffering=LineBuffering(max_length=4), linger=0.1)
-    poller.register(channel)
-    theirs.sendall(b"ok\n" + b"y" * 10)
-    events_until(poller, lambda got: any(isinstance(e, ChannelClosed) for e in got))
+    channel, theirs = _reported_too_long(poller, linger=0.1)
     queued = _queue_output(channel)
     assert poller.poll(0.5) == []  # the Poller closes it meanwhile: no second report
     assert channel.closed
@@ -355,11 +362,7 @@ def test_a_channel_the_poller_closes_never_blocks_a_poll(
     make_poller: Callable[..., Poller],
 ) -> None:
     poller = make_poller()
-    mine, theirs = socket.socketpair()
-    channel = SocketChannel(mine, buffering=LineBuffering(max_length=4), linger=30)
-    poller.register(channel)
-    theirs.sendall(b"y" * 10)
-    events_until(poller, lambda got: any(isinstance(e, ChannelClosed) for e in got))
+    channel, theirs = _reported_too_long(poller, linger=30)
     _queue_output(channel)  # its reader never reads: closing it would take the linger
     for _ in range(5):
         started = time.monotonic()
