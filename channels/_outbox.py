@@ -122,12 +122,13 @@ class Outbox:
                 queue.popleft()
         self._queue = _NO_OUTPUT  # all sent: an idle channel keeps no deque
 
-    def check(self, what: str) -> None:
+    def check(self, action: str, owner: object) -> None:
         """Raise ``EndpointClosedException`` (chained, with ``undelivered``)
-        if writing became impossible; ``what`` names the call and channel."""
+        if writing became impossible; ``action`` and ``owner`` name the call
+        and the channel (formatted only then: this is on every write)."""
         if self.failure is not None:
             raise EndpointClosedException(
-                f"{what}: the connection broke ({self.failure});"
+                f"{action} {owner!r}: the connection broke ({self.failure});"
                 f" {self.undelivered} bytes written before were not delivered",
                 undelivered=self.undelivered,
             ) from self.failure
@@ -143,16 +144,17 @@ class Outbox:
             high_water=high_water,
         )
 
-    def push_or_raise(self, send: Send, what: str) -> None:
+    def push_or_raise(self, send: Send, action: str, owner: object) -> None:
         """``push()``; an ``OSError`` means writing is over: the queue is
-        dropped and ``EndpointClosedException`` raised (``what`` names the
-        call and channel). The watchers hear of the change either way."""
+        dropped and ``EndpointClosedException`` raised (``action`` and
+        ``owner`` name the call and the channel). The watchers hear of the
+        change either way."""
         try:
             self.push(send)
         except OSError as exc:
             self.fail(exc)
             raise EndpointClosedException(
-                f"{what} failed: {exc}; {self.undelivered} bytes were not delivered",
+                f"{action} {owner!r} failed: {exc}; {self.undelivered} bytes were not delivered",
                 undelivered=self.undelivered,
             ) from exc
         finally:

@@ -155,7 +155,7 @@ class WritingSide:
     def _check_writable(self, action: str) -> int:
         """The fd to wait on for writing, or the reason writing is impossible."""
         fd = self._write_fd()  # NotImplementedError for a channel that cannot write
-        self._outbox.check(f"{action} {self!r}")
+        self._outbox.check(action, self)
         if self._closed:
             raise EndpointClosedException(f"{action} {self!r}: the channel was closed")
         return fd
@@ -164,7 +164,7 @@ class WritingSide:
         """Send what the OS takes now; an OSError means writing is over.
         After ``write_eof()``, the write side is shut once all is sent."""
         outbox = self._outbox
-        outbox.push_or_raise(self._send, f"{action} {self!r}")
+        outbox.push_or_raise(self._send, action, self)
         if self._eof == 1 and not outbox.size:
             self._eof = 2
             try:
