@@ -18,6 +18,7 @@ from .channel import BytesLike as BytesLike
 from .channel import Channel as Channel
 from .channel import ChannelLike as ChannelLike
 from .channel import CloseNotifier as CloseNotifier
+from .channel import ClosesInBackground as ClosesInBackground
 from .channel import DrainNotifier as DrainNotifier
 from .channel import FrameSource as FrameSource
 from .channel import Lingering as Lingering
@@ -53,6 +54,7 @@ __all__ = [
     "ClientAccepted",
     "CloseNotifier",
     "CloseReason",
+    "ClosesInBackground",
     "DataEvent",
     "DataReceived",
     "DrainNotifier",

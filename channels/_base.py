@@ -17,6 +17,7 @@ channels`` works on Windows; the subclasses in ``channels.channel`` do the IO.
 
 import abc
 import contextlib
+import logging
 from typing import Callable, ClassVar, List, Optional, Tuple, TypeVar
 
 from . import _checks
@@ -43,14 +44,18 @@ drops the output still queued."""
 
 _Self = TypeVar("_Self", bound="Channel")
 
+_LOGGER = logging.getLogger("channels.channel")
+
 
 class Channel(WritingSide, abc.ABC):
     """Base class of channels: framing and zero-loss writes for free.
 
     A subclass implements ``_read()`` (return the bytes available now, ``b''``
-    when none; raise ``EndpointClosedException`` at end of stream), ``close()``
-    (calling ``super().close()`` first, then releasing its resources) and, if
-    it can be polled, ``get_fd()`` — the 0.2 subclass contract. To get queued
+    when none; raise ``EndpointClosedException`` at end of stream), ``_release()``
+    (release its fds once closed) and, if it can be polled, ``get_fd()``. A
+    0.2 subclass may implement ``close()`` instead (calling ``super().close()``
+    first, then releasing its resources): its ``close()`` then always waits
+    for the delivery of queued output itself. To get queued
     writes it implements ``_send(queue)`` and ``_write_fd()``; a 0.2 subclass
     that overrides ``write()`` keeps its own.
 
@@ -69,8 +74,15 @@ class Channel(WritingSide, abc.ABC):
     """True when a failed read means the connection is gone both ways (a
     socket): the queued output is dropped, and counted, at once."""
 
+    _background_close: ClassVar[bool] = True
+    """False for a subclass with its own ``close()``: it releases its fds
+    right after ``super().close()``, so that must not return before the
+    output was delivered."""
+
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
+        if "close" in cls.__dict__:
+            cls._background_close = False
         if "_read" in cls.__dict__ and "_receive" not in cls.__dict__:
             # A subclass with its own _read() (a 0.2 one, TestChannel) is read
             # through it, until it says there is nothing more.
@@ -95,6 +107,9 @@ class Channel(WritingSide, abc.ABC):
         self._end: Optional[str] = None
         self._end_cause: Optional[BaseException] = None
         self._close_callbacks: List[Callable[[], None]] = []
+        self._close_agents: List[Callable[[], bool]] = []
+        # close() left the rest of the delivery to an agent, which is not done.
+        self._handed_over = False
         self._outbox = Outbox()
         # write_eof(): 1 once asked for, 2 once the write side was shut.
         self._eof = 0
@@ -230,33 +245,94 @@ class Channel(WritingSide, abc.ABC):
 
     # -- closing ------------------------------------------------------------
 
-    @abc.abstractmethod
     def close(self) -> None:
         """Close the channel; calling it again does nothing.
 
-        Queued output is delivered first: ``close()`` waits while the reader
-        keeps taking data, and gives up once it took nothing for ``linger``
-        seconds; what is dropped then is logged as a warning and counted in
-        ``undelivered``. Frames already read stay readable. Then the close
-        callbacks run. Subclasses call this first, then release their fds.
+        Queued output is delivered first. A channel watched by a ``Poller``
+        (one that offered to finish its closes: ``add_close_agent``) returns
+        at once: the Poller delivers the rest in the background, within
+        ``linger`` seconds in all, then releases the fds and reports the
+        channel. Otherwise ``close()`` waits while the reader keeps taking
+        data, and gives up once it took nothing for ``linger`` seconds. What
+        is dropped is logged as a warning and counted in ``undelivered``.
+        Frames already read stay readable; ``write()`` raises from now on.
+        Then the close callbacks run and the fds are released.
         """
         if self._closed:
             return
+        self._before_close()
         outbox = self._outbox
-        if outbox.size and outbox.failure is None and deliver([self]):
-            outbox.drop()
+        if outbox.size and outbox.failure is None:
+            if self._background_close and self._hand_over():
+                return
+            if deliver([self]):
+                outbox.drop()
         self._closed = True
-        self._end_reading("the channel was closed", None)
-        outbox.announce()
-        callbacks, self._close_callbacks = self._close_callbacks, []
-        for callback in callbacks:
-            callback()
+        self._finish()
+
+    def _hand_over(self) -> bool:
+        """Let an agent finish this close; True if one took it."""
+        for agent in list(self._close_agents):
+            if agent():
+                self._closed = self._handed_over = True
+                self._end_reading("the channel was closed", None)
+                return True
+        return False
+
+    def _finish(self) -> None:
+        """The end of a close: reading ends, the watchers hear, the fds go."""
+        self._handed_over = False
+        try:
+            self._end_reading("the channel was closed", None)
+            self._outbox.announce()
+            callbacks, self._close_callbacks = self._close_callbacks, []
+            for callback in callbacks:
+                callback()
+        finally:
+            self._release()
+
+    def _before_close(self) -> None:
+        """Called by ``close()`` before anything else (a subclass hook)."""
+
+    def _release(self) -> None:
+        """Release the fds, once the close is over (a subclass hook: a
+        subclass with its own ``close()`` releases them there instead)."""
 
     def abort(self) -> None:
         """Close at once: queued output is dropped (and counted in ``undelivered``)."""
-        if not self._closed:
+        if self._handed_over:
+            self.finish_close()
+        elif not self._closed:
             self._outbox.drop()
-        self.close()
+            self.close()
+
+    # -- closing in the background (for the agent that took a close) ---------
+
+    def add_close_agent(self, agent: Callable[[], bool]) -> None:
+        """Offer to finish this channel's closes in the background: when
+        ``close()`` finds output queued, ``agent()`` is asked, and if it
+        returns True, ``close()`` returns at once; the agent then delivers
+        with ``flush()`` and ends with ``finish_close()``."""
+        self._close_agents.append(agent)
+
+    def remove_close_agent(self, agent: Callable[[], bool]) -> None:
+        """Withdraw the offer; does nothing if ``agent`` was not added."""
+        with contextlib.suppress(ValueError):
+            self._close_agents.remove(agent)
+
+    def finish_close(self) -> None:
+        """For the agent of a close: drop what is still queued (counted in
+        ``undelivered``: the agent says why), then release the fds and run
+        the close callbacks. Does nothing unless an agent took the close."""
+        if self._handed_over:
+            self._outbox.drop()
+            self._finish()
+
+    @property
+    def closing(self) -> bool:
+        """True while a closed channel's queued output is still being
+        delivered in the background (its fds are released after that)."""
+        return self._handed_over
 
     def get_fd(self) -> int:
         """Return the fd to poll for reading; ``-1`` once closed.

@@ -1,32 +1,44 @@
 """Endings: reporting channels that closed, and closing channels ourselves.
 
-Three chores of a Poller, each over its registry:
+The chores of a Poller about ending, each over its registry:
 
 - ``report_pending``: a channel closed by the application while registered,
   or whose fd was lost, is reported by the next ``poll()``, after the frames
   it still had (none for a STALE one: its fd is someone else's now);
 - ``finish_closing``: a CLOSING channel (the Poller closes it: a line too
-  long) is closed once its queued output is delivered, or aborted once its
-  reader took nothing for its ``linger``, without ever blocking the loop;
+  long) is closed, and a close the registry took (``close()`` with output
+  queued) is finished once the output is delivered, or dropped once the
+  channel's ``linger`` is over, without ever blocking the loop;
+- ``flush_output``: a channel's queued output, sent as its fd takes it; a
+  write that fails ends the channel;
+- at exit, closes the registry took and did not finish yet are finished;
 - ``close_every_channel``: ``Poller.close_all()``: the one linger loop
-  (``_outbox.deliver``) for all channels at once, then every channel closed,
-  whatever fails on the way.
+  (``_outbox.deliver``) for all channels at once, within one deadline, then
+  every channel closed, whatever fails on the way.
 """
 
+import atexit
 import logging
 from typing import List, Optional
 
 from ._errors import BAD_CHANNEL_ERRORS, EndpointClosedException
 from ._outbox import deliver
 from ._records import State, Watched
-from ._registry import Registry
+from ._registry import UNFINISHED, Registry
 
-__all__ = ["close_every_channel", "close_every_server", "finish_closing", "report_pending"]
+__all__ = [
+    "close_every_channel",
+    "close_every_server",
+    "finish_closing",
+    "finish_now",
+    "flush_output",
+    "report_pending",
+]
 
 _LOGGER = logging.getLogger("channels.poller")
 
 
-_CLOSABLE = frozenset({State.OPEN, State.HALF_CLOSED, State.CLOSING})
+_CLOSABLE = frozenset({State.OPEN, State.HALF_CLOSED, State.CLOSING, State.DELIVERING})
 
 
 def report_pending(registry: Registry, budget: int) -> None:
@@ -54,31 +66,88 @@ def _read_to_the_end(registry: Registry, watched: Watched, budget: int) -> None:
         _LOGGER.exception("read() of %r failed; reporting it closed", channel)
 
 
+def flush_output(registry: Registry, watched: Watched) -> None:
+    """Send what the OS takes now of a channel's queued output (its write fd
+    is ready). A failed write ends the channel; a close taken by the
+    registry whose output is all delivered is finished, and reported by
+    this very poll."""
+    writer = watched.writer
+    if writer is None or not watched.writing:
+        return
+    try:
+        writer.flush(0)
+    except (EndpointClosedException, *BAD_CHANNEL_ERRORS) as exc:
+        if not isinstance(exc, EndpointClosedException):
+            _LOGGER.exception("flush() of %r failed; reporting it closed", writer)
+        if watched.taken:  # its output is dropped: the close is over
+            _LOGGER.warning("closing %r: %s", watched.channel, exc)
+            finish_now(registry, watched)
+        else:
+            # The peer is gone: what it sent before is reported, then the end.
+            registry.move(watched, "write failed")
+        return
+    if watched.taken and not writer.write_buffer_size:
+        finish_now(registry, watched)
+
+
 def finish_closing(registry: Registry, now: float) -> Optional[float]:
-    """Close the CLOSING channels that delivered their output, or whose reader
-    took nothing for their linger; return when one is due next (None: none)."""
+    """Close the CLOSING channels the Poller closes itself, and finish the
+    closes it took, once their output is delivered or their linger is over;
+    return when one is due next (None: none)."""
     wake: Optional[float] = None
     for watched in list(registry.closing.values()):
-        writer, closer = watched.writer, watched.closer
-        if writer is not None and writer.write_buffer_size:
-            if watched.deadline > now:
-                if wake is None or watched.deadline < wake:
-                    wake = watched.deadline
-                continue
-            if closer is not None:
-                _LOGGER.warning(
-                    "closing %r: the reader took nothing for %.1f s; %d queued bytes dropped",
-                    watched.channel,
-                    closer.linger,
-                    writer.write_buffer_size,
-                )
-                closer.abort()
+        writer = watched.writer
+        queued = 0 if writer is None else writer.write_buffer_size
+        # (a channel that can hand its close over is closed at once: it does)
+        waits = watched.taken or watched.finisher is None
+        if queued and waits and watched.deadline > now:
+            if wake is None or watched.deadline < wake:
+                wake = watched.deadline
+            continue
+        if watched.taken:
+            finish_now(registry, watched)
+        else:
+            _close_itself(registry, watched, queued)
+    return wake
+
+
+def finish_now(registry: Registry, watched: Watched) -> None:
+    """Finish a close taken by the registry: drop what is left, with a warning."""
+    watched.taken = False
+    writer, finisher = watched.writer, watched.finisher
+    queued = 0 if writer is None else writer.write_buffer_size
+    if queued:
+        _gave_up(watched, queued)
+    if finisher is not None:
         try:
-            watched.channel.close()
+            finisher.finish_close()
         except Exception:
             _LOGGER.exception("closing %r failed", watched.channel)
+    registry.move(watched, "closed")  # for a channel that does not call back
+
+
+def _close_itself(registry: Registry, watched: Watched, queued: int) -> None:
+    closer = watched.closer
+    if queued and watched.finisher is None and closer is not None:
+        _gave_up(watched, queued)
+        closer.abort()
+    try:
+        watched.channel.close()
+    except Exception:
+        _LOGGER.exception("closing %r failed", watched.channel)
+    if not watched.taken:
         registry.move(watched, "closed")  # for a channel that does not call back
-    return wake
+
+
+def _gave_up(watched: Watched, queued: int) -> None:
+    closer = watched.closer
+    _LOGGER.warning(
+        "closing %r: the reader did not take its output within the linger (%.1f s);"
+        " %d queued bytes dropped",
+        watched.channel,
+        0.0 if closer is None else closer.linger,
+        queued,
+    )
 
 
 def close_every_server(registry: Registry) -> List[BaseException]:
@@ -101,15 +170,31 @@ def close_every_channel(registry: Registry) -> List[BaseException]:
         for watched in [*registry.channels.values(), *registry.dormant.values()]
         if watched.state in _CLOSABLE
     ]
-    for writer in deliver([w.writer for w in records if w.writer is not None and w.writing]):
+    writers = [w.writer for w in records if w.writer is not None and w.writing]
+    for writer in deliver(writers, total=True):
         watched = registry.find(writer)
         if watched is not None and watched.closer is not None:
             watched.closer.abort()
     errors: List[BaseException] = []
     for watched in records:
         try:
-            watched.channel.close()
+            if watched.taken and watched.finisher is not None:
+                watched.taken = False
+                watched.finisher.finish_close()
+            else:
+                watched.channel.close()
         except Exception as exc:
             errors.append(exc)
         registry.move(watched, "closed")  # for a channel that does not call back
     return errors
+
+
+@atexit.register
+def _finish_at_exit() -> None:
+    """A process that exits soon after a ``close()`` the Poller took (never
+    polling again) still delivers that output, within each channel's linger."""
+    for registry in list(UNFINISHED):
+        records = [watched for watched in registry.closing.values() if watched.taken]
+        deliver([w.writer for w in records if w.writer is not None], total=True)
+        for watched in records:
+            finish_now(registry, watched)

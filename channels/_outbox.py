@@ -204,6 +204,11 @@ class Outbox:
             for drained in list(self._drain_callbacks):
                 drained()
 
+    @property
+    def watched(self) -> bool:
+        """True while someone will deliver the queue (an output callback is set)."""
+        return bool(self._callbacks)
+
     def add_callback(self, callback: Callable[[bool], None]) -> None:
         """Call ``callback(True)`` when output gets queued, ``callback(False)``
         when all of it was delivered or dropped."""
@@ -231,13 +236,14 @@ class _Delivery:
     """One writer ``deliver()`` works for: its linger, and since when its
     reader took nothing."""
 
-    __slots__ = ("linger", "stalled_since", "writer")
+    __slots__ = ("linger", "stalled_since", "total", "writer")
 
-    def __init__(self, writer: QueuedWriter, now: float) -> None:
+    def __init__(self, writer: QueuedWriter, now: float, total: bool) -> None:
         self.writer = writer
         # (one runtime-protocol check per writer, not per wait)
         self.linger = writer.linger if isinstance(writer, Lingering) else 0.0
         self.stalled_since = now
+        self.total = total
 
     def expiry(self) -> float:
         return self.stalled_since + self.linger
@@ -247,16 +253,17 @@ class _Delivery:
         before = self.writer.write_buffer_size
         if _flush_now(self.writer) or bad:
             return True
-        if self.writer.write_buffer_size < before:
+        if self.writer.write_buffer_size < before and not self.total:
             self.stalled_since = time.monotonic()
         return False
 
 
-def deliver(writers: Sequence[_Writer]) -> List[_Writer]:
+def deliver(writers: Sequence[_Writer], *, total: bool = False) -> List[_Writer]:
     """Deliver the queued output of every writer at once.
 
     Each is given as long as its reader keeps taking data, and up to its
-    ``linger`` seconds (0 if it has none) while the reader takes nothing.
+    ``linger`` seconds (0 if it has none) while the reader takes nothing;
+    with ``total``, up to its ``linger`` in all, from the start.
     Returns the writers given up on, with their output still queued: the
     caller drops or aborts it (a warning says how much). A writer whose peer
     is gone or whose fd was closed is done (its own ``flush()`` counts what it
@@ -274,7 +281,7 @@ def deliver(writers: Sequence[_Writer]) -> List[_Writer]:
             continue
         if fd not in by_fd:
             waiter.add(fd)
-        by_fd.setdefault(fd, []).append(_Delivery(writer, now))
+        by_fd.setdefault(fd, []).append(_Delivery(writer, now, total))
     gave_up: List[QueuedWriter] = []
     while by_fd:
         soonest = min(each.expiry() for group in by_fd.values() for each in group)
@@ -291,8 +298,9 @@ def deliver(writers: Sequence[_Writer]) -> List[_Writer]:
                 group.remove(each)
                 gave_up.append(each.writer)
                 _LOGGER.warning(
-                    "closing %r: the reader took nothing for %.1f s; %d queued bytes dropped",
+                    "closing %r: the reader took %s for %.1f s; %d queued bytes dropped",
                     each.writer,
+                    "not all" if each.total else "nothing",
                     each.linger,
                     each.writer.write_buffer_size,
                 )

@@ -7,7 +7,7 @@ class): ``CloseNotifier`` (tell me when you close), ``QueuedWriter`` (you
 hold output for me to flush), ``Lingering`` (how long to wait for your
 reader, how much you dropped, close without waiting) and ``FrameSource``
 (hand me all your frames at once), ``DrainNotifier`` (tell me when you
-can take writes again).
+can take writes again), ``ClosesInBackground`` (let me finish your close).
 """
 
 from typing import Callable, List, Optional, Protocol, Tuple, Union, runtime_checkable
@@ -19,6 +19,7 @@ __all__ = [
     "BytesLike",
     "ChannelLike",
     "CloseNotifier",
+    "ClosesInBackground",
     "DrainNotifier",
     "FrameSource",
     "Lingering",
@@ -174,4 +175,30 @@ class FrameSource(Protocol):
 
     def read_frames(self, max_bytes: int) -> Tuple[List[bytes], int]:
         """Every complete frame available now, oldest first, and what may follow."""
+        ...
+
+
+@runtime_checkable
+class ClosesInBackground(Protocol):
+    """A channel whose ``close()`` can leave the delivery of its queued
+    output to whoever watches it, instead of waiting for its reader.
+
+    ``close()`` with output queued asks the agents in turn; the first that
+    returns True took charge: ``close()`` returns at once (the channel is
+    closed for the application), and the agent sends the rest with
+    ``flush()`` as the fd can take it, then calls ``finish_close()``.
+    """
+
+    def add_close_agent(self, agent: Callable[[], bool]) -> None:
+        """Offer to finish this channel's closes: ``agent()`` returns True
+        when it takes one."""
+        ...
+
+    def remove_close_agent(self, agent: Callable[[], bool]) -> None:
+        """Withdraw the offer; does nothing if ``agent`` was not added."""
+        ...
+
+    def finish_close(self) -> None:
+        """For the agent of a close: drop what is still queued (counted in
+        ``undelivered``), release the fds and run the close callbacks."""
         ...

@@ -22,6 +22,7 @@ from ._protocols import (
     MORE,
     ChannelLike,
     CloseNotifier,
+    ClosesInBackground,
     DrainNotifier,
     FrameSource,
     Lingering,
@@ -48,6 +49,7 @@ class State(enum.Enum):
     OPEN = "open"
     HALF_CLOSED = "half-closed"
     CLOSING = "closing"
+    DELIVERING = "delivering"
     CLOSED = "closed"
     LOST = "lost"
     STALE = "stale"
@@ -64,6 +66,7 @@ class Shape(NamedTuple):
     lingering: bool
     frame_source: bool
     drain_notifier: bool
+    closes_in_background: bool
 
 
 _SHAPES: Dict[type, Shape] = {}
@@ -91,6 +94,8 @@ def shape_of(channel: object) -> Shape:
             isinstance(channel, Lingering),
             source,
             isinstance(channel, DrainNotifier),
+            isinstance(channel, ClosesInBackground)
+            and (not isinstance(channel, Channel) or type(channel)._background_close),
         )
         if isinstance(channel, Channel):  # a plain object may gain members later
             _SHAPES[cls] = shape
@@ -108,17 +113,20 @@ class Watched:
         "deadline",
         "drains",
         "fd",
+        "finisher",
         "identity",
         "key",
         "notifier",
         "on_close",
         "on_drain",
         "on_output",
+        "on_take_close",
         "paused",
         "read_frames",
         "ready",
         "server",
         "state",
+        "taken",
         "write_fd",
         "write_side",
         "writer",
@@ -139,8 +147,10 @@ class Watched:
         self.always_readable = False
         # True while it has queued output: its write fd is watched too.
         self.writing = False
-        # CLOSING: when to give up on its reader (monotonic seconds).
+        # CLOSING, DELIVERING: when to give up on its reader (monotonic seconds).
         self.deadline = 0.0
+        # Its close() left the delivery to us: we finish it.
+        self.taken = False
         # Its abilities, typed (None: it lacks one). The shape vouches for
         # each cast: these are the only ones, and they cost nothing per poll.
         self.read_frames: Callable[[int], Tuple[List[bytes], int]] = (
@@ -155,6 +165,8 @@ class Watched:
         self.on_output: Optional[Callable[[bool], None]] = None
         self.on_drain: Optional[Callable[[], None]] = None
         self.drains = cast(DrainNotifier, channel) if shape.drain_notifier else None
+        self.finisher = cast(ClosesInBackground, channel) if shape.closes_in_background else None
+        self.on_take_close: Optional[Callable[[], bool]] = None
         # Watched for writing while output is queued: the same fd (a socket)
         # or another one (a pipe's sink), which then has a record of its own.
         self.write_fd = fd

@@ -13,6 +13,7 @@ Lifecycle of a registered channel (``Watched.state``)::
     OPEN         yes*   while output queued   no         yes
     HALF_CLOSED  no     while output queued   yes        while output queued
     CLOSING      no     while output queued   yes        yes, until closed
+    DELIVERING   no     while output queued   no         yes, until closed
     CLOSED       once   no                    no         until the next poll
     LOST         once   no                    no         until the next poll
     STALE        never  no                    no         until the next poll
@@ -29,15 +30,20 @@ place a report (``ChannelClosed``, ``(b'', channel)`` in ``poll()``) is made:
     OPEN         line too long   CLOSING       LINE_TOO_LONG
     OPEN         read failed     FORGOTTEN     FD_LOST
     OPEN         closed          CLOSED        -
+    OPEN         close taken     DELIVERING    -
     OPEN         fd closed       LOST          -
     OPEN         fd reused       STALE         -
     OPEN         write failed    BROKEN        -
+    DELIVERING   closed          CLOSED        -
+    DELIVERING   fd closed       LOST          -
+    DELIVERING   fd reused       STALE         -
     CLOSED       report          FORGOTTEN     CLOSED_LOCALLY
     LOST         report          FORGOTTEN     FD_LOST
     STALE        report          FORGOTTEN     FD_LOST
     BROKEN       report          FORGOTTEN     RESET
     HALF_CLOSED  register        OPEN          -
     HALF_CLOSED  idle            FORGOTTEN     -
+    HALF_CLOSED  close taken     CLOSING       -
     HALF_CLOSED  closed, fd closed, fd reused  FORGOTTEN  -
     CLOSING      closed, fd closed, fd reused  FORGOTTEN  -
     any          unregister      FORGOTTEN     -
@@ -50,21 +56,30 @@ A half-closed channel is held only while it has output to deliver: with
 none, only the channel's own callbacks lead back to its record, so an
 application that drops a channel reported closed lets the garbage collector
 have it; ``idle``: one that cannot tell of new output is let go at once.
-CLOSING is where the Poller closes a channel itself (a line too long): the
-next ``poll()`` delivers what it queued, replies to the lines before the
-long one included, within its ``linger``, and then closes it.
+
+Closing in the background: the registry offers to finish the close of every
+channel that can hand it over (``ClosesInBackground``). ``close()`` with
+output queued then returns at once (``close taken``): the poll loop delivers
+the rest within the channel's ``linger`` in all (a total deadline), then
+finishes the close; a channel closed that way while OPEN is DELIVERING and
+is reported once finished, with what it could not deliver. CLOSING is where
+the Poller closes a channel itself (a line too long, reported at once): the
+next ``poll()`` closes it, so replies to the lines before the long one,
+written after that report, are delivered within its ``linger`` too. A record
+whose close was taken and that is let go or lost otherwise is finished then
+(unregistered: its output delivered first, blocking, as a close would).
 """
 
 import contextlib
 import functools
 import logging
 import selectors
-import sys
 import time
 import weakref
-from typing import Callable, Dict, List, Optional, Tuple, Union
+from typing import Callable, Dict, List, Optional, Set, Tuple, Union
 
-from ._fds import check_select_limit, fd_is_open, identity_of, is_regular_file
+from ._fds import check_select_limit, is_regular_file
+from ._outbox import deliver
 from ._protocols import ChannelLike
 from ._records import (
     Record,
@@ -79,15 +94,12 @@ from ._records import (
 )
 from .events import ChannelClosed, CloseReason, Collected, Writable
 
-__all__ = ["CHECK_INTERVAL", "Collected", "Registry"]
+__all__ = ["UNFINISHED", "Collected", "Registry"]
 
 _LOGGER = logging.getLogger("channels.poller")
 
-CHECK_INTERVAL = 0.25
-"""Seconds between two slices of the fd audit."""
-_CHECK_SLICE = 256
-
 _OPEN, _HALF, _CLOSING = State.OPEN, State.HALF_CLOSED, State.CLOSING
+_DELIVERING = State.DELIVERING
 _CLOSED, _LOST, _STALE, _GONE = State.CLOSED, State.LOST, State.STALE, State.FORGOTTEN
 _BROKEN = State.BROKEN
 
@@ -100,6 +112,11 @@ _TRANSITIONS: Dict[Tuple[State, str], Tuple[State, Optional[CloseReason]]] = {
     (_OPEN, "fd closed"): (_LOST, None),
     (_OPEN, "fd reused"): (_STALE, None),
     (_OPEN, "write failed"): (_BROKEN, None),
+    (_OPEN, "close taken"): (_DELIVERING, None),
+    (_DELIVERING, "closed"): (_CLOSED, None),
+    (_DELIVERING, "fd closed"): (_LOST, None),
+    (_DELIVERING, "fd reused"): (_STALE, None),
+    (_HALF, "close taken"): (_CLOSING, None),
     (_CLOSED, "report"): (_GONE, CloseReason.CLOSED_LOCALLY),
     (_LOST, "report"): (_GONE, CloseReason.FD_LOST),
     (_STALE, "report"): (_GONE, CloseReason.FD_LOST),
@@ -115,7 +132,11 @@ _TRANSITIONS: Dict[Tuple[State, str], Tuple[State, Optional[CloseReason]]] = {
 }
 
 _PENDING = frozenset({_CLOSED, _LOST, _STALE, _BROKEN})
-_WRITABLE = frozenset({_OPEN, _HALF, _CLOSING})
+UNFINISHED: Set["Registry"] = set()
+"""Registries holding a close they took, until it is finished (at exit too)."""
+
+_WRITABLE = frozenset({_OPEN, _HALF, _CLOSING, _DELIVERING})
+_FINISHING = frozenset({_CLOSING, _DELIVERING})
 
 
 class Registry:
@@ -136,12 +157,11 @@ class Registry:
         self.unfinished: Dict[int, Watched] = {}
         """OPEN records the next poll reads without waiting (more may wait)."""
         self.closing: Dict[int, Watched] = {}
-        """CLOSING records."""
+        """CLOSING and DELIVERING records: the poll loop finishes their close."""
         self.servers: Dict[int, Server] = {}
         """Listening sockets, by identity, selected or not (backing off, at the cap)."""
         self.client_left: Callable[[Server], None] = lambda server: None
         """Called when a client no longer counts against its server's cap."""
-        self._check_cursor = 0
 
     # -- channels -----------------------------------------------------------
 
@@ -203,6 +223,9 @@ class Registry:
         if watched.drains is not None:
             watched.on_drain = functools.partial(self._drained, watched)
             watched.drains.add_drain_callback(watched.on_drain)
+        if watched.finisher is not None:
+            watched.on_take_close = functools.partial(self._take_close, watched)
+            watched.finisher.add_close_agent(watched.on_take_close)
         if writer is not None:
             watched.on_output = functools.partial(self._output_changed, watched)
             writer.add_output_callback(watched.on_output)
@@ -225,25 +248,47 @@ class Registry:
             self.pending[key] = watched
         else:
             self.pending.pop(key, None)
-        if state is _CLOSING:
-            self.closing[key] = watched
-            self.extend_linger(watched)
-        else:
-            self.closing.pop(key, None)
+        if state in _FINISHING:
+            if key not in self.closing:
+                self.closing[key] = watched
+                self.start_linger(watched)
+        elif self.closing.pop(key, None) is not None and not self.closing:
+            UNFINISHED.discard(self)
         if state is _GONE:
             self._let_go(watched)
         else:
             self.sync(watched)
+        if watched.taken and state not in _FINISHING:
+            self._finish_taken(watched, event == "unregister")
         if report is not None:
             closer = watched.closer
             self.results.append(
                 ChannelClosed(watched.channel, report, 0 if closer is None else closer.undelivered)
             )
 
-    def extend_linger(self, watched: Watched) -> None:
-        """A CLOSING channel's reader took data (or it just began): restart its linger."""
+    def start_linger(self, watched: Watched) -> None:
+        """A close in the background began: it may take the channel's linger."""
         closer = watched.closer
         watched.deadline = time.monotonic() + (0.0 if closer is None else closer.linger)
+
+    def _take_close(self, watched: Watched) -> bool:
+        """Called back by a channel closed with output queued: finish it here."""
+        if watched.state not in (_OPEN, _HALF, _CLOSING):
+            return False
+        watched.taken = True
+        UNFINISHED.add(self)
+        self.move(watched, "close taken")
+        return True
+
+    def _finish_taken(self, watched: Watched, deliver_first: bool) -> None:
+        """A record whose close was taken leaves before it finished: finish it."""
+        watched.taken = False
+        finisher = watched.finisher
+        if finisher is None:
+            return
+        if deliver_first and watched.writer is not None:
+            deliver([watched.writer])
+        finisher.finish_close()
 
     def pause(self, watched: Watched, paused: bool) -> None:
         """Stop (or resume) reading an OPEN channel; resumed, it is read at once."""
@@ -313,6 +358,9 @@ class Registry:
         if watched.on_drain is not None and watched.drains is not None:
             watched.drains.remove_drain_callback(watched.on_drain)
         watched.on_drain = None
+        if watched.on_take_close is not None and watched.finisher is not None:
+            watched.finisher.remove_close_agent(watched.on_take_close)
+        watched.on_take_close = None
 
     def _leave_server(self, watched: Watched) -> None:
         server, watched.server = watched.server, None
@@ -383,51 +431,9 @@ class Registry:
             )
             self.move(watched, "fd reused")
 
-    # -- fd audit -----------------------------------------------------------
-
-    def audit(self) -> None:
-        """Check a slice of the fds against what they referred to when registered.
-
-        epoll forgets a closed fd silently, and a new file may take its number;
-        this finds both, a slice per ``CHECK_INTERVAL``, at no cost per poll.
-        """
-        if sys.platform == "win32":  # no fstat() of sockets there: no identities
-            return
-        else:  # (an else: for mypy --platform win32)
-            self._audit_slice()
-
-    def _audit_slice(self) -> None:
-        records: List[Union[Watched, Server]] = [*self.channels.values(), *self.servers.values()]
-        if not records:
-            return
-        start = self._check_cursor % len(records)
-        chosen = records[start : start + _CHECK_SLICE]
-        self._check_cursor = start + len(chosen)
-        for record in chosen:
-            now = identity_of(record.fd)
-            if now != record.identity:
-                self._fd_went_bad(record, reused=now is not None)
-
-    def find_bad_fds(self, exc: BaseException) -> None:
-        """After select() failed: deal with every record whose fd is gone.
-
-        Only this error path scans every fd. If none is bad, the error was not
-        about an fd and is raised again.
-        """
-        bad = [
-            record_of(key)
-            for key in list(self.selector.get_map().values())
-            if not fd_is_open(key.fd)
-        ]
-        if not bad:
-            raise exc
-        for record in bad:
-            if isinstance(record, (Watched, Server)):
-                self._fd_went_bad(record, reused=False)
-            elif isinstance(record, WriteSide):
-                self._fd_went_bad(record.watched, reused=False)
-
-    def _fd_went_bad(self, record: Union[Watched, Server], *, reused: bool) -> None:
+    def fd_went_bad(self, record: Union[Watched, Server], *, reused: bool) -> None:
+        """The fd of ``record`` was closed (or ``reused`` by another file)
+        behind our back."""
         if isinstance(record, Server):
             self.drop_server(record, f"its fd {record.fd} was closed")
         else:

@@ -31,6 +31,8 @@ class WritingSide:
     _high_water: int
     _low_water: Optional[int]  # None: high_water // 4
     _closed: bool
+    # close() left the delivery of the queue to an agent (flush() still works).
+    _handed_over: bool
     # write_eof(): 1 once asked for, 2 once the write side was shut.
     _eof: int
 
@@ -133,9 +135,14 @@ class WritingSide:
         ``None`` waits until everything is delivered; zero or less only sends
         what the OS takes now. Returns True when nothing is left queued, False
         when the timeout passed first. Raises ``EndpointClosedException`` (with
-        ``undelivered``) when the other end is gone or the channel was closed.
+        ``undelivered``) when the other end is gone or the channel was closed
+        (but while a ``Poller`` delivers in the background what was queued
+        before ``close()``, ``flush()`` waits for that delivery).
         """
-        fd = self._check_writable("flush of")
+        fd = self._write_fd()
+        self._outbox.check("flush of", self)
+        if self._closed and not self._handed_over:
+            raise EndpointClosedException(f"flush of {self!r}: the channel was closed")
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             self._push_or_fail("flush of")
@@ -194,14 +201,27 @@ class WritingSide:
         """True when the OS takes every write whole (a sink in blocking mode)."""
         return False
 
+    def _watched_changed(self, watched: bool) -> None:
+        """Someone now delivers the queue (a ``Poller``), or no one does."""
+
     def add_output_callback(self, callback: Callable[[bool], None]) -> None:
         """Call ``callback(True)`` when output gets queued and ``callback(False)``
-        when all of it was delivered (or dropped)."""
-        self._outbox.add_callback(callback)
+        when all of it was delivered (or dropped). Whoever adds one delivers
+        the queue (flushes as the fd can take data): a blocking sink (see
+        ``PipeChannel``) stops blocking writes until it is removed."""
+        outbox = self._outbox
+        was_watched = outbox.watched
+        outbox.add_callback(callback)
+        if not was_watched:
+            self._watched_changed(True)
 
     def remove_output_callback(self, callback: Callable[[bool], None]) -> None:
         """Forget ``callback``; does nothing if it was not added."""
-        self._outbox.remove_callback(callback)
+        outbox = self._outbox
+        was_watched = outbox.watched
+        outbox.remove_callback(callback)
+        if was_watched and not outbox.watched:
+            self._watched_changed(False)
 
     def add_drain_callback(self, callback: Callable[[], None]) -> None:
         """Call ``callback()`` when, after a refused ``write()``, the queue

@@ -28,6 +28,7 @@ from ._protocols import (
     BytesLike,
     ChannelLike,
     CloseNotifier,
+    ClosesInBackground,
     DrainNotifier,
     FrameSource,
     Lingering,
@@ -43,6 +44,7 @@ __all__ = [
     "Channel",
     "ChannelLike",
     "CloseNotifier",
+    "ClosesInBackground",
     "DrainNotifier",
     "EndpointClosedException",
     "FrameSource",
@@ -105,12 +107,16 @@ class PipeChannel(Channel):
     """A channel over file descriptors: a ``faucet`` to read, a ``sink`` to write.
 
     ``faucet`` is switched to non-blocking mode (as in 0.2) and restored to
-    blocking mode when the channel closes it. ``sink`` keeps its mode: it may
-    be shared (the process's stdout), and switching it would break the other
-    writers. With a blocking sink, ``write()`` returns once the OS took
-    everything, as in 0.2; with a non-blocking one, what the OS does not take
-    is queued (see ``Channel.write``). Both given: a bi-directional channel.
-    The channel owns the fds and closes them.
+    blocking mode when the channel closes it. With a non-blocking ``sink``,
+    what the OS does not take is queued (see ``Channel.write``). A blocking
+    ``sink`` is left blocking while no ``Poller`` watches the channel, so
+    ``write()`` returns once the OS took everything, as in 0.2 (nobody else
+    would deliver a queue: a 0.2 program may write and then wait for its
+    child without closing); while a ``Poller`` watches it, the sink is
+    non-blocking and writes queue like a socket's, so they never block the
+    loop; its mode is restored when the Poller lets go or the channel
+    closes. Both given: a bi-directional channel. The channel owns the fds
+    and closes them.
 
     ``shared=True`` is for fds shared with other processes — a terminal, the
     process's own stdin and stdout — whose ``O_NONBLOCK`` flag belongs to an
@@ -153,12 +159,13 @@ class PipeChannel(Channel):
         self._shared = bool(shared)
         if sys.platform == "win32":
             # A sink there is always blocking: os.write() takes all of it.
-            self._sink_blocking = True
+            self._sink_was_blocking = self._sink_blocking = True
         else:
             if faucet is not None and not self._shared:
                 self._faucet_was_blocking = os.get_blocking(faucet)
                 os.set_blocking(faucet, False)
-            self._sink_blocking = sink is not None and os.get_blocking(sink)
+            self._sink_was_blocking = sink is not None and os.get_blocking(sink)
+            self._sink_blocking = self._sink_was_blocking
 
     def _receive(self, size: int) -> bytes:
         if not self._can_read:
@@ -203,28 +210,34 @@ class PipeChannel(Channel):
     def _sink_blocks(self) -> bool:
         return self._sink_blocking and not self._shared
 
+    def _watched_changed(self, watched: bool) -> None:
+        # A blocking sink of our own is non-blocking while a Poller delivers
+        # the queue: a write then never blocks the loop.
+        owned = self._sink_was_blocking and not self._shared and self._sink >= 0
+        if owned and sys.platform != "win32":
+            self._sink_blocking = not watched
+            with contextlib.suppress(OSError):  # a bad fd: the next write says so
+                os.set_blocking(self._sink, not watched)
+
     @property
     def shared(self) -> bool:
         """True when the fds' flags are never changed (see the class doc)."""
         return self._shared
 
-    def close(self) -> None:
-        """Deliver queued output (see ``Channel.close``), then close the fds."""
-        if self._closed:
-            return
-        try:
-            super().close()
-        finally:
-            faucet, sink = self._faucet, self._sink
-            self._faucet = self._sink = -1
-            if faucet >= 0:
-                if self._faucet_was_blocking and sys.platform != "win32":
-                    # A bad fd is reported by _close_fd just below.
-                    with contextlib.suppress(OSError):
-                        os.set_blocking(faucet, True)
-                _close_fd(faucet, "PipeChannel faucet")
-            if sink >= 0 and sink != faucet:
-                _close_fd(sink, "PipeChannel sink")
+    def _release(self) -> None:
+        faucet, sink = self._faucet, self._sink
+        self._faucet = self._sink = -1
+        if faucet >= 0:
+            if self._faucet_was_blocking and sys.platform != "win32":
+                # A bad fd is reported by _close_fd just below.
+                with contextlib.suppress(OSError):
+                    os.set_blocking(faucet, True)
+            _close_fd(faucet, "PipeChannel faucet")
+        if sink >= 0 and sink != faucet:
+            if self._sink_was_blocking and not self._sink_blocking and sys.platform != "win32":
+                with contextlib.suppress(OSError):
+                    os.set_blocking(sink, True)
+            _close_fd(sink, "PipeChannel sink")
 
     def get_fd(self) -> int:
         """Return the faucet fd (``-1`` once closed).
@@ -233,11 +246,11 @@ class PipeChannel(Channel):
         """
         if not self._can_read:
             raise NotImplementedError(f"{self!r} has no faucet: it cannot be polled for reading")
-        return self._faucet
+        return -1 if self._closed else self._faucet
 
     def __repr__(self) -> str:
         if self._closed:
-            where = "closed"
+            where = "closing" if self._handed_over else "closed"
         else:
             where = " ".join(
                 f"{role}={fd}"
@@ -332,21 +345,15 @@ class SocketChannel(Channel):
     def _end_writing(self) -> None:
         self._sock.shutdown(socket.SHUT_WR)
 
-    def close(self) -> None:
-        """Deliver queued output (see ``Channel.close``), then close the socket."""
-        if self._closed:
-            return
+    def _release(self) -> None:
         try:
-            super().close()
-        finally:
-            try:
-                self._sock.close()
-            except OSError as exc:
-                _LOGGER.warning("closing the socket of %r failed: %s", self, exc)
+            self._sock.close()
+        except OSError as exc:
+            _LOGGER.warning("closing the socket of %r failed: %s", self, exc)
 
     def get_fd(self) -> int:
         """Return the socket's fd (``-1`` once closed)."""
-        return self._sock.fileno()
+        return -1 if self._closed else self._sock.fileno()
 
     @property
     def peer(self) -> str:
@@ -354,5 +361,8 @@ class SocketChannel(Channel):
         return self._peer
 
     def __repr__(self) -> str:
-        where = "closed" if self._closed else f"fd={self._sock.fileno()}"
+        if self._closed:
+            where = "closing" if self._handed_over else "closed"
+        else:
+            where = f"fd={self._sock.fileno()}"
         return f"<{type(self).__name__} {where} peer={self._peer} buffering={self._buffering!r}>"

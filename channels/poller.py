@@ -29,13 +29,20 @@ from typing import AbstractSet, Any, Callable, List, Optional
 
 from . import _checks
 from ._accept import ACCEPT_BACKOFF, MAX_ACCEPTS_PER_POLL, Acceptor
+from ._audit import CHECK_INTERVAL, FdAudit
 from ._base import MAX_READ_PER_CALL
-from ._closing import close_every_channel, close_every_server, finish_closing, report_pending
+from ._closing import (
+    close_every_channel,
+    close_every_server,
+    finish_closing,
+    flush_output,
+    report_pending,
+)
 from ._errors import BAD_CHANNEL_ERRORS, EndpointClosedException, LineTooLong
 from ._fds import WINDOWS_SELECT_LIMIT
 from ._protocols import AGAIN, DRAINED, ChannelLike
 from ._records import Record, Server, State, Wakeup, Watched, WriteSide, record_of
-from ._registry import CHECK_INTERVAL, Registry
+from ._registry import Registry
 from .buffering import BufferingArg, as_buffering
 from .channel import SocketChannel
 from .events import (
@@ -108,6 +115,7 @@ class Poller:
         self._strategy = as_buffering(buffering)
         self._registry = registry = Registry((selector or selectors.DefaultSelector)())
         self._acceptor = Acceptor(registry)
+        self._audit = FdAudit(registry)
         self._woken = False
         self._next_chore = 0.0
         wake_r, self._wake_w = socket.socketpair()
@@ -313,12 +321,14 @@ class Poller:
             self._chores(now)
         if registry.closing:
             wake = finish_closing(registry, now)
-            if wake is not None and (timeout is None or wake - now < timeout):
+            if registry.pending:
+                timeout = 0  # a close finished: report it now
+            elif wake is not None and (timeout is None or wake - now < timeout):
                 timeout = wake - now if wake > now else 0.0
         try:
             ready = registry.selector.select(timeout)
         except (OSError, ValueError) as exc:
-            registry.find_bad_fds(exc)
+            self._audit.find_bad_fds(exc)
             ready = []
         read_already: AbstractSet[int] = _NONE_READ
         unfinished = registry.unfinished
@@ -345,7 +355,7 @@ class Poller:
         """What is due now rather than per ready fd: servers whose back-off
         ended, and a slice of the fd audit."""
         self._acceptor.resume(now)
-        self._registry.audit()
+        self._audit.check_slice()
         next_chore = now + CHECK_INTERVAL
         wake = self._acceptor.next_wake(now)
         if wake is not None and now + wake < next_chore:
@@ -360,12 +370,12 @@ class Poller:
             if record.active:
                 self._acceptor.accept(record, self._take_client)
         elif isinstance(record, WriteSide):
-            self._flush(record.watched)
+            flush_output(self._registry, record.watched)
         elif isinstance(record, Watched):
             if events & selectors.EVENT_READ and record.ready and record.key not in read_already:
                 self._read(record)
             if events & selectors.EVENT_WRITE:
-                self._flush(record)
+                flush_output(self._registry, record)
 
     def _take_client(self, server: Server, sock: socket.socket, address: Any) -> Watched:
         client = SocketChannel(sock, buffering=self._strategy)
@@ -414,19 +424,3 @@ class Poller:
         except BAD_CHANNEL_ERRORS:
             _LOGGER.exception("read() of %r failed; reporting it closed", channel)
             registry.move(watched, "read failed")
-
-    def _flush(self, watched: Watched) -> None:
-        writer = watched.writer
-        if writer is None or not watched.writing:
-            return
-        before = writer.write_buffer_size
-        try:
-            writer.flush(0)
-        except (EndpointClosedException, *BAD_CHANNEL_ERRORS) as exc:
-            if not isinstance(exc, EndpointClosedException):
-                _LOGGER.exception("flush() of %r failed; reporting it closed", writer)
-            # The peer is gone: what it sent before is reported, then the end.
-            self._registry.move(watched, "write failed")
-            return
-        if watched.state is State.CLOSING and writer.write_buffer_size < before:
-            self._registry.extend_linger(watched)

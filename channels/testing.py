@@ -35,6 +35,7 @@ class TestChannel(SocketChannel):
 
     Neither blocks, whatever the amounts: what the socket buffer does not take
     yet is kept and moved as the channel reads, or as ``get()`` is called.
+    What the channel wrote stays available to ``get()`` after ``close()``.
     """
 
     __test__ = False  # not a pytest test class, despite its name
@@ -228,18 +229,19 @@ class TestChannel(SocketChannel):
             return self._sock.send(queue[0][:limit])
         return super()._send(queue)
 
-    def close(self) -> None:
-        """Close the channel; what it wrote stays available to ``get()``."""
-        if self._closed:
-            return
+    def _before_close(self) -> None:
         # Take what the channel wrote first, so its queue is empty and close()
         # does not wait; also, closing the channel's end while it has unread
         # input resets the connection on some systems.
         self._pull_output()
+
+    def _release(self) -> None:
         try:
-            super().close()
+            self._pull_output(push=False)  # what a background close delivered
+            super()._release()
         finally:
             if self._test_end is not None:
                 self._test_end.close()
                 self._test_end = None
+            self._write_ended = True  # all it wrote was taken: its stream ended
             self._pieces.clear()

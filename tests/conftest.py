@@ -186,6 +186,10 @@ class Peer:
     def close(self) -> None:
         self._close()
 
+    def recv_once(self) -> bytes:
+        """One read of what the channel wrote (at most 64 KiB; ``b''`` if none)."""
+        return self._recv()
+
     def recv_available(self) -> bytes:
         """What the channel wrote and the OS holds now (``b''`` if nothing)."""
         data = b""

@@ -28,6 +28,7 @@ LAYERS = [
     "events",
     "_records",
     "_registry",
+    "_audit",
     "_accept",
     "_closing",
     "poller",

@@ -683,10 +683,11 @@ def test_a_shared_blocking_sink_never_blocks_a_write() -> None:
     os.close(r)
 
 
-def test_close_all_delivers_to_every_channel_at_once_each_within_its_linger(
+def test_close_all_delivers_to_every_channel_at_once_within_one_deadline(
     poller: Poller, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Stalled readers cost one linger in all, not one each."""
+    """Stalled readers cost one linger in all, not one each; a reader that
+    keeps reading but too slowly is cut at the same deadline."""
     stalled = []
     for _ in range(3):
         mine, theirs = small_socketpair()
@@ -697,7 +698,7 @@ def test_close_all_delivers_to_every_channel_at_once_each_within_its_linger(
     slow_mine, slow_theirs = small_socketpair()
     slow = SocketChannel(slow_mine, linger=0.3)
     poller.register(slow)
-    payload = os.urandom(2 * 1024 * 1024)
+    payload = os.urandom(8 * 1024 * 1024)
     slow.write(payload)
     received = bytearray()
     pace = threading.Event()
@@ -714,11 +715,12 @@ def test_close_all_delivers_to_every_channel_at_once_each_within_its_linger(
     poller.close_all()
     took = time.monotonic() - start
     reader.join(DEADLINE * 2)
-    assert bytes(received) == payload  # the slow reader got everything
-    assert slow.undelivered == 0
+    assert 0 < len(received) < len(payload), "the slow reader was not slower than the linger"
+    assert bytes(received) == payload[: len(received)]  # in order, nothing twice
+    assert slow.undelivered == len(payload) - len(received)
     assert all(channel.undelivered > 0 for channel, _ in stalled)
-    assert took < 3 * 0.3, f"{took:.2f} s: the stalls were waited for one after another"
-    assert caplog.text.count("queued bytes dropped") == 3
+    assert 0.3 <= took < 2 * 0.3, f"{took:.2f} s: not one shared deadline"
+    assert caplog.text.count("queued bytes dropped") == 4
     results = poller.poll(DEADLINE)
     assert sorted(map(id, (c for _, c in results))) == sorted(
         map(id, [slow, *(c for c, _ in stalled)])

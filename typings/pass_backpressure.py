@@ -21,3 +21,13 @@ def relay(producer: ChannelLike, consumer: SocketChannel, rounds: int) -> None:
             except WriteBufferFullError:
                 held = data  # nothing of it was queued: keep it
                 poller.unregister(producer)  # stop reading until the consumer drains
+
+
+def close_in_background(poller: Poller, channel: SocketChannel) -> bool:
+    """close() of a registered channel returns at once; ``closing`` says
+    whether the Poller still delivers its output."""
+    poller.register(channel)
+    channel.write(b"bye\n")
+    channel.close()
+    still_delivering: bool = channel.closing
+    return still_delivering

@@ -1,0 +1,74 @@
+"""The fd audit: finding fds closed, or reused, behind a Poller's back.
+
+epoll forgets a closed fd silently, and a new file may take its number;
+``FdAudit`` checks a slice of the registered fds per ``CHECK_INTERVAL``
+against what they referred to when registered (no cost per poll), and after
+``select()`` failed it finds which fd made it fail. What it finds goes to
+``Registry.fd_went_bad``.
+"""
+
+import sys
+from typing import List, Union
+
+from ._fds import fd_is_open, identity_of
+from ._records import Server, Watched, WriteSide, record_of
+from ._registry import Registry
+
+__all__ = ["CHECK_INTERVAL", "FdAudit"]
+
+CHECK_INTERVAL = 0.25
+"""Seconds between two slices of the fd audit."""
+_CHECK_SLICE = 256
+
+
+class FdAudit:
+    """Checks a registry's fds, a slice at a time."""
+
+    __slots__ = ("_cursor", "_registry")
+
+    def __init__(self, registry: Registry) -> None:
+        self._registry = registry
+        self._cursor = 0
+
+    def check_slice(self) -> None:
+        """Check the next slice of fds against their identity when registered."""
+        if sys.platform == "win32":  # no fstat() of sockets there: no identities
+            return
+        else:  # (an else: for mypy --platform win32)
+            self._check_slice()
+
+    def _check_slice(self) -> None:
+        registry = self._registry
+        records: List[Union[Watched, Server]] = [
+            *registry.channels.values(),
+            *registry.servers.values(),
+        ]
+        if not records:
+            return
+        start = self._cursor % len(records)
+        chosen = records[start : start + _CHECK_SLICE]
+        self._cursor = start + len(chosen)
+        for record in chosen:
+            now = identity_of(record.fd)
+            if now != record.identity:
+                registry.fd_went_bad(record, reused=now is not None)
+
+    def find_bad_fds(self, exc: BaseException) -> None:
+        """After select() failed: deal with every record whose fd is gone.
+
+        Only this error path scans every fd. If none is bad, the error was not
+        about an fd and is raised again.
+        """
+        registry = self._registry
+        bad = [
+            record_of(key)
+            for key in list(registry.selector.get_map().values())
+            if not fd_is_open(key.fd)
+        ]
+        if not bad:
+            raise exc
+        for record in bad:
+            if isinstance(record, (Watched, Server)):
+                registry.fd_went_bad(record, reused=False)
+            elif isinstance(record, WriteSide):
+                registry.fd_went_bad(record.watched, reused=False)
