@@ -31,6 +31,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 LINES = os.path.join(HERE, "lines.py")
 COSTS = os.path.join(HERE, "costs.py")
 BULK = os.path.join(HERE, "bulk_write.py")
+CLI_RELAY = os.path.join(HERE, "cli_relay.py")
 
 sys.path.insert(0, HERE)
 from lines import CONSUMERS, NEEDS, SERVERS, line  # noqa: E402
@@ -218,6 +219,31 @@ def bulk(results: Dict, quick: bool, repeat: int) -> None:
             results["bulk_write"] = json.load(file)
 
 
+def cli_relay(results: Dict, quick: bool) -> None:
+    """``channels connect`` against socat (skipped, with a note, without socat);
+    it fails the run past 2x socat's time or on a wrong byte."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "cli.json")
+        subprocess.run(
+            [
+                sys.executable,
+                CLI_RELAY,
+                "--mib",
+                "32" if quick else "100",
+                "--repeat",
+                "1" if quick else "3",
+                "--json",
+                path,
+                "--check",
+            ],
+            check=True,
+            timeout=900,
+        )
+        if os.path.exists(path):
+            with open(path) as file:
+                results["cli_relay"] = json.load(file)
+
+
 # -- report ------------------------------------------------------------------
 
 
@@ -299,7 +325,27 @@ def tables(results: Dict) -> str:
         add("Bulk write through a socketpair:")
         add("")
         add(rst_table(rows))
+    if results.get("cli_relay"):
+        out += cli_table(results["cli_relay"])
     return "\n".join(out)
+
+
+def cli_table(relay: Dict) -> List[str]:
+    rows: Table = [("transfer", "socat client", "channels connect", "ratio")]
+    for case, row in relay["medians"].items():
+        rows.append(
+            (
+                f"{case}, {relay['mib']} MiB",
+                f"{row['socat']:.2f} s",
+                f"{row['channels']:.2f} s",
+                ratio(row["channels"], row["socat"]),
+            )
+        )
+    return [
+        "channels connect against socat as the client (target: ratio <= 2):",
+        "",
+        rst_table(rows),
+    ]
 
 
 def rst_table(rows: Table) -> str:
@@ -379,6 +425,8 @@ def main() -> int:
     if not args.quick:
         print("bulk write:", flush=True)
         bulk(results, args.quick, 3)
+    print("channels connect against socat:", flush=True)
+    cli_relay(results, args.quick)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "results.json"), "w") as file:
         json.dump(results, file, indent=1)

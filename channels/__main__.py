@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import select
 import signal
 import socket
 import sys
@@ -21,11 +22,13 @@ from channels import (
     ChannelClosed,
     ChannelLike,
     ClientAccepted,
+    CloseReason,
     DataReceived,
     EndpointClosedException,
     LineBuffering,
     PipeChannel,
     Poller,
+    PollEvent,
     SocketChannel,
     Writable,
     WriteBufferFullError,
@@ -134,7 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
         "bridge stdin/stdout with a stream socket",
         "Send stdin to ADDRESS and write what comes back to stdout. When stdin ends,"
         " everything is sent, the socket is half-closed, and output goes on until the"
-        " server closes; then it exits 0.",
+        " server closes; then it exits 0. When the server closes first, what stdin has"
+        " ready is still sent (the server may have only half-closed; exit 1 if it is"
+        " gone), then it exits.",
     )
     connect.add_argument("--line", action="store_true", help="pass whole lines only")
     connect.add_argument(
@@ -219,31 +224,58 @@ def open_server(address: Address) -> socket.socket:
 
 
 class _Relay:
-    """Pass data from channel to channel; hold it and pause the source when the
-    destination's queue is full, resume once it drained."""
+    """Pass data from channel to channel. When the destination refuses it
+    (its queue is at the high-water mark), hold it and pause the source; the
+    destination's ``Writable`` event passes it on and resumes the source."""
 
     def __init__(self, poller: Poller) -> None:
         self._poller = poller
-        self._held: List[Tuple[ChannelLike, Channel, bytes]] = []
+        # By destination: the source paused for it, and what it refused.
+        self._held: Dict[int, Tuple[ChannelLike, List[bytes]]] = {}
 
     def send(self, source: ChannelLike, destination: Channel, data: bytes) -> None:
+        held = self._held.get(id(destination))
+        if held is not None:
+            held[1].append(data)  # (frames of the same poll, after the refusal)
+            return
         try:
             destination.write(data)
         except WriteBufferFullError:
-            self._held.append((source, destination, data))
+            self._held[id(destination)] = (source, [data])
             self._poller.pause_reading(source)
 
-    def release(self) -> None:
-        for entry in list(self._held):
-            source, destination, data = entry
-            if destination.write_buffer_size == 0:
-                self._held.remove(entry)
-                destination.write(data)
-                self._poller.resume_reading(source)
+    def writable(self, destination: Channel) -> None:
+        """``destination`` drained: pass on what it refused, resume its source."""
+        held = self._held.pop(id(destination), None)
+        if held is None:
+            return
+        source, chunks = held
+        while chunks:
+            try:
+                destination.write(chunks[0])
+            except WriteBufferFullError:
+                self._held[id(destination)] = (source, chunks)
+                return
+            del chunks[0]
+        self._poller.resume_reading(source)
 
-    @property
-    def holding(self) -> bool:
-        return bool(self._held)
+    def holds_for(self, destination: Channel) -> bool:
+        """True while data for ``destination`` waits for it to drain."""
+        return id(destination) in self._held
+
+    def flush_held(self, destination: Channel, timeout: Optional[float]) -> bool:
+        """At the end: write what is held for ``destination`` waiting on it
+        (nothing else is left to do); False if the timeout passed."""
+        held = self._held.pop(id(destination), None)
+        for chunk in [] if held is None else held[1]:
+            while True:
+                try:
+                    destination.write(chunk)
+                    break
+                except WriteBufferFullError:
+                    if not destination.flush(timeout):
+                        return False
+        return destination.flush(timeout)
 
 
 def run_connect(args: argparse.Namespace) -> int:
@@ -259,39 +291,107 @@ def _bridge(args: argparse.Namespace) -> int:
     net = SocketChannel(sock, buffering=buffering)
     # Duplicates: closing the channel leaves the process's own fds 0 and 1.
     stdio = PipeChannel(os.dup(0), os.dup(1), buffering=buffering, shared=True)
-    with Poller() as poller:
+    with net, stdio, Poller() as poller:
         poller.register(stdio)
         poller.register(net)
-        relay = _Relay(poller)
-        while True:
-            events = poller.poll_events(args.timeout)
-            if not events and args.timeout is not None:
-                raise CliError(f"nothing happened for {args.timeout:g} s")
-            for event in events:
-                if isinstance(event, DataReceived):
-                    if event.channel is stdio:
-                        relay.send(stdio, net, event.data)
-                    else:
-                        relay.send(net, stdio, event.data)
-                elif isinstance(event, ChannelClosed) and event.channel is stdio:
-                    _finish_sending(relay, net, args.timeout)
-                elif isinstance(event, ChannelClosed):  # the server closed: done
-                    relay.release()
-                    if not stdio.flush(args.timeout):
-                        raise CliError("stdout did not take the output in time")
-                    return 0
-            relay.release()
+        return _relay_until_the_server_ends(poller, net, stdio, args.timeout)
 
 
-def _finish_sending(relay: _Relay, net: SocketChannel, timeout: Optional[float]) -> None:
-    """stdin ended: deliver everything, then half-close (the server may still answer)."""
-    relay.release()
+def _relay_until_the_server_ends(
+    poller: Poller, net: SocketChannel, stdio: PipeChannel, timeout: Optional[float]
+) -> int:
+    session = _Session(_Relay(poller), net, stdio)
+    while True:
+        events = poller.poll_events(timeout)
+        if not events and timeout is not None:
+            raise CliError(f"nothing happened for {timeout:g} s")
+        for event in events:
+            session.handle(event)
+        if session.over():
+            _finish(session.relay, net, stdio, timeout)
+            return 0
+
+
+class _Session:
+    """Where a ``connect`` session is: which ends ended, what was sent."""
+
+    def __init__(self, relay: _Relay, net: SocketChannel, stdio: PipeChannel) -> None:
+        self.relay = relay
+        self.net = net
+        self.stdio = stdio
+        self.stdin_ended = self.server_ended = self.eof_sent = False
+
+    def handle(self, event: PollEvent) -> None:
+        net, stdio = self.net, self.stdio
+        if isinstance(event, DataReceived):
+            if event.channel is stdio:
+                _send(self.relay, stdio, net, event.data, "the server")
+            else:
+                _send(self.relay, net, stdio, event.data, "stdout")
+        elif isinstance(event, Writable):
+            self.relay.writable(net if event.channel is net else stdio)
+        elif isinstance(event, ChannelClosed):
+            if event.reason is not CloseReason.PEER_CLOSED:
+                what = "stdin/stdout" if event.channel is stdio else "the connection"
+                raise CliError(_broken(what, event))
+            if event.channel is stdio:
+                self.stdin_ended = True
+            else:
+                self.server_ended = True
+
+    def over(self) -> bool:
+        """Half-close once all of stdin is queued; True when the session is over."""
+        if self.stdin_ended and not self.eof_sent and not self.relay.holds_for(self.net):
+            self.eof_sent = True
+            _end_sending(self.net)  # the end follows what is queued
+        # The server may have only half-closed: stdin that is there already
+        # still goes to it (a write fails if it is gone); waiting for more,
+        # or for a person to type it, would keep a finished session open.
+        return self.server_ended and (self.eof_sent or not self._stdin_has_more())
+
+    def _stdin_has_more(self) -> bool:
+        if self.relay.holds_for(self.net):
+            return True
+        return not self.stdin_ended and bool(select.select([0], [], [], 0)[0])
+
+
+def _finish(
+    relay: _Relay, net: SocketChannel, stdio: PipeChannel, timeout: Optional[float]
+) -> None:
+    """The server ended (and stdin did, or a person types it): what the
+    server sent goes to stdout, what stdin gave goes to the server."""
+    if not relay.flush_held(stdio, timeout):
+        raise CliError("stdout did not take the output in time")
     try:
-        if not net.flush(timeout):
-            raise CliError("the server did not take the input in time")
-        net.sock.shutdown(socket.SHUT_WR)
-    except (EndpointClosedException, OSError) as exc:
-        raise CliError(f"the connection broke while sending: {exc}") from exc
+        if not relay.flush_held(net, net.linger):
+            raise CliError(
+                f"the server closed the connection and did not take the last"
+                f" {net.write_buffer_size} bytes within {net.linger:g} s"
+            )
+    except EndpointClosedException as exc:
+        raise CliError(
+            f"the server closed the connection; {exc.undelivered} bytes were not delivered"
+        ) from exc
+
+
+def _send(relay: _Relay, source: ChannelLike, destination: Channel, data: bytes, to: str) -> None:
+    try:
+        relay.send(source, destination, data)
+    except EndpointClosedException as exc:
+        raise CliError(f"{to} stopped taking data: {exc.__cause__ or exc}") from exc
+
+
+def _broken(what: str, event: ChannelClosed) -> str:
+    lost = f"; {event.undelivered} bytes were not delivered" if event.undelivered else ""
+    return f"{what} broke ({event.reason.value}){lost}"
+
+
+def _end_sending(net: SocketChannel) -> None:
+    """stdin ended: half-close after everything queued, without waiting."""
+    try:
+        net.write_eof()
+    except EndpointClosedException as exc:
+        raise CliError(f"the server stopped taking data: {exc.__cause__ or exc}") from exc
 
 
 # -- serve ----------------------------------------------------------------------

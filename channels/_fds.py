@@ -22,7 +22,7 @@ __all__ = [
     "fd_is_open",
     "fd_ready",
     "identity_of",
-    "is_regular_file",
+    "is_always_ready",
 ]
 
 Identity = Optional[Tuple[int, int]]
@@ -47,10 +47,12 @@ def identity_of(fd: int) -> Identity:
         return (info.st_dev, info.st_ino)
 
 
-def is_regular_file(fd: int) -> bool:
-    """True for an fd open on a regular file (always readable; epoll refuses it)."""
+def is_always_ready(fd: int) -> bool:
+    """True for an fd open on a regular file or a character device that
+    epoll refuses (``/dev/null``): always ready, so nothing to wait for."""
     try:
-        return stat.S_ISREG(os.fstat(fd).st_mode)
+        mode = os.fstat(fd).st_mode
+        return stat.S_ISREG(mode) or stat.S_ISCHR(mode)
     except OSError:
         return False
 

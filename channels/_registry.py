@@ -78,7 +78,7 @@ import time
 import weakref
 from typing import Callable, Dict, List, Optional, Set, Tuple, Union
 
-from ._fds import check_select_limit, is_regular_file
+from ._fds import check_select_limit, is_always_ready
 from ._outbox import deliver
 from ._protocols import ChannelLike
 from ._records import (
@@ -206,12 +206,13 @@ class Registry:
         try:
             self.selector.register(fd, selectors.EVENT_READ, watched)
         except PermissionError as exc:
-            if not is_regular_file(fd):
+            if not is_always_ready(fd):
                 raise ValueError(
                     f"cannot register {channel!r}: fd {fd} cannot be watched: {exc}"
                 ) from exc
-            # epoll refuses regular files (stdin redirected from a file), which
-            # are always readable anyway: read it every poll() until its end.
+            # epoll refuses regular files (stdin redirected from a file) and
+            # devices like /dev/null, which are always readable anyway: read
+            # it every poll() until its end.
             watched.always_readable = True
             self.unfinished[watched.key] = watched
         except (OSError, ValueError) as exc:
