@@ -4,7 +4,8 @@ The chores of a Poller about ending, each over its registry:
 
 - ``report_pending``: a channel closed by the application while registered,
   or whose fd was lost, is reported by the next ``poll()``, after the frames
-  it still had (none for a STALE one: its fd is someone else's now);
+  it still had (none for a STALE one: its fd is someone else's now; none
+  for a paused one: the application reads them with ``read()`` if it wants);
 - ``finish_closing``: a CLOSING channel (the Poller closes it: a line too
   long) is closed, and a close the registry took (``close()`` with output
   queued) is finished once the output is delivered, or dropped once the
@@ -46,7 +47,8 @@ def report_pending(registry: Registry, budget: int) -> None:
     frames (at most ``budget`` bytes of them: a BROKEN one's peer may still
     be sending)."""
     for watched in list(registry.pending.values()):
-        if watched.state is not State.STALE:
+        # A paused channel is not read, even now: its frames stay in it.
+        if watched.state is not State.STALE and not watched.paused:
             _read_to_the_end(registry, watched, budget)
         registry.move(watched, "report")
 

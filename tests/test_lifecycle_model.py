@@ -15,19 +15,24 @@ closed it or the peer reset it, and every peer gets every byte written to it.
 
 import contextlib
 import os
+import random
 import selectors
 import socket
 import struct
+import sys
 import time
+
+if sys.platform != "win32":
+    import fcntl
 from typing import Callable, List, Optional
 
 import pytest
 from hypothesis import HealthCheck, settings
+from hypothesis import event as note_event
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
     RuleBasedStateMachine,
-    consumes,
     invariant,
     precondition,
     rule,
@@ -51,8 +56,11 @@ from .conftest import SELECTOR_CLASSES, WINDOWS
 
 SEND_LIMIT = 16 * 1024
 """Bytes a peer sends at most: under every OS buffer, so sends never block."""
-WRITE_LIMIT = 16 * 1024
-"""Bytes the application writes to a channel at most, likewise."""
+WRITE_LIMIT = 96 * 1024
+"""Bytes the application writes to a channel at most: past the buffers
+towards the peer (shrunk to a few KiB), so output queues and a close has
+something to deliver in the background."""
+SMALL_BUFFER = 4096
 
 
 class Model:
@@ -101,8 +109,11 @@ def _tcp(buffering: BufferingArg = "bytes") -> "tuple[Channel, PeerEnd]":
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
-        peer = socket.create_connection(listener.getsockname())
+        peer = socket.socket()
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SMALL_BUFFER)
+        peer.connect(listener.getsockname())
         mine, _ = listener.accept()
+    mine.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SMALL_BUFFER)
     peer.setblocking(False)
 
     def recv() -> bytes:
@@ -127,6 +138,8 @@ def _tcp(buffering: BufferingArg = "bytes") -> "tuple[Channel, PeerEnd]":
 def _pipe() -> "tuple[Channel, PeerEnd]":
     faucet, writer = os.pipe()
     reader, sink = os.pipe()
+    with contextlib.suppress(OSError, AttributeError):  # Linux: a pipe of one page
+        fcntl.fcntl(sink, getattr(fcntl, "F_SETPIPE_SZ", 1031), SMALL_BUFFER)
     os.set_blocking(sink, False)
     os.set_blocking(reader, False)
     channel = PipeChannel(faucet, sink, linger=0.2)
@@ -159,6 +172,7 @@ def _tcp_lines() -> "tuple[Channel, PeerEnd]":
 
 def _test_channel() -> "tuple[Channel, PeerEnd]":
     channel = TestChannel(linger=0.2)
+    channel.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SMALL_BUFFER)
     return channel, PeerEnd(
         channel.put, channel.put_eof, channel.get, lambda: None, channel.reset_peer
     )
@@ -197,6 +211,8 @@ class LifecycleMachine(RuleBasedStateMachine):
     @rule(model=channels, data=st.binary(min_size=1, max_size=700))
     def peer_sends(self, model: Model, data: bytes) -> None:
         if model.peer_ended or model.peer_reset or len(model.sent) + len(data) > SEND_LIMIT:
+            return
+        if model.app_closed:  # its fds may be gone: a send would fail
             return
         if model.kind == "lines":  # lines well under the limit: none is too long
             data = b"".join(
@@ -243,8 +259,14 @@ class LifecycleMachine(RuleBasedStateMachine):
         if not model.peer_reset:
             model.peer_got += model.peer.recv()
 
-    @rule(model=channels, data=st.binary(min_size=1, max_size=700))
-    def app_writes(self, model: Model, data: bytes) -> None:
+    @rule(
+        model=channels,
+        size=st.sampled_from([1, 700, 6000, 40_000]),
+        seed=st.integers(0, 2**32),
+    )
+    def app_writes(self, model: Model, size: int, seed: int) -> None:
+        # (up to more than the buffers towards the peer hold: output queues)
+        data = random.Random(seed).randbytes(size)
         if model.app_closed or len(model.written) + len(data) > WRITE_LIMIT:
             return
         try:
@@ -256,8 +278,9 @@ class LifecycleMachine(RuleBasedStateMachine):
             return
         model.written += data
 
-    @rule(model=consumes(channels))
+    @rule(model=channels)
     def app_closes(self, model: Model) -> None:
+        """Kept in the bundle: its peer may read while the close goes on."""
         self._close(model)
 
     @staticmethod
@@ -266,6 +289,8 @@ class LifecycleMachine(RuleBasedStateMachine):
             model.may_reset_on_close = True
         model.channel.close()
         model.app_closed = True
+        if model.channel.closing:
+            note_event("a close went on in the background")
 
     @rule(model=channels)
     def app_unregisters(self, model: Model) -> None:
@@ -307,6 +332,9 @@ class LifecycleMachine(RuleBasedStateMachine):
                 assert event.reason in self._reasons(model), (event, model.__dict__)
                 if event.reason is CloseReason.PEER_CLOSED:
                     assert model.received == model.sent, f"{model} lost bytes"
+                if event.reason is CloseReason.CLOSED_LOCALLY:
+                    assert not model.channel.closing, f"{model} reported before its close ended"
+                    assert event.undelivered == model.channel.undelivered, (event, model)
                 if event.reason is CloseReason.LINE_TOO_LONG:
                     assert model.received == model.sent[: model.too_long_after], (
                         f"{model}: the lines before the long one did not all come"
@@ -349,6 +377,11 @@ class LifecycleMachine(RuleBasedStateMachine):
                 model.channel.close()
                 model.peer.close()
 
+    def _peers_read(self) -> None:
+        for model in self.models:  # (closes in the background can deliver)
+            if not model.peer_reset:
+                model.peer_got += model.peer.recv()
+
     def _finish(self) -> None:
         """Every peer ends; every channel still registered is reported once,
         whole; every peer gets everything written to it."""
@@ -363,6 +396,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         while any(model.registered for model in self.models):
             assert time.monotonic() < deadline, [m for m in self.models if m.registered]
             self._account(self.poller.poll_events(0.01))
+            self._peers_read()
         for model in self.models:
             assert model.reports == (0 if model.unregistered else 1) or (
                 model.unregistered and model.reports <= 1
@@ -376,14 +410,20 @@ class LifecycleMachine(RuleBasedStateMachine):
                 self._close(model)
             deadline = time.monotonic() + 5
             model.peer_got += model.peer.recv()
-            while len(model.peer_got) < len(model.written):
+            undelivered = model.channel.undelivered
+            while len(model.peer_got) + undelivered < len(model.written):
                 if model.may_reset_on_close:
-                    assert model.written.startswith(model.peer_got), f"{model}: wrong bytes"
                     break
                 assert time.monotonic() < deadline, f"{model}: written bytes did not arrive"
+                self.poller.poll(0.01)
                 model.peer_got += model.peer.recv()
+            assert model.written.startswith(model.peer_got), f"{model}: peer got wrong bytes"
             if not model.may_reset_on_close:
-                assert model.peer_got == model.written, f"{model}: peer got wrong bytes"
+                # Every byte written is counted once: delivered, or dropped.
+                assert len(model.peer_got) + undelivered == len(model.written), (
+                    f"{model}: {len(model.peer_got)} delivered + {undelivered} dropped"
+                    f" != {len(model.written)} written"
+                )
 
 
 def _machine_for(selector: Callable[[], selectors.BaseSelector]) -> type:
