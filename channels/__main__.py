@@ -14,6 +14,7 @@ import os
 import select
 import signal
 import socket
+import stat
 import sys
 from typing import Dict, List, NoReturn, Optional, Sequence, Tuple
 
@@ -285,7 +286,20 @@ def run_connect(args: argparse.Namespace) -> int:
         return _bridge(args)
 
 
+def _check_stdio() -> None:
+    """stdin and stdout must be open (a socket would take a closed one's
+    number), and stdin readable as a stream."""
+    for fd, name in ((0, "stdin"), (1, "stdout")):
+        try:
+            mode = os.fstat(fd).st_mode
+        except OSError as exc:
+            raise CliError(f"{name} is not open ({exc.strerror})") from exc
+        if stat.S_ISDIR(mode):
+            raise CliError(f"{name} is a directory")
+
+
 def _bridge(args: argparse.Namespace) -> int:
+    _check_stdio()
     sock = open_connection(args.address, args.timeout)
     buffering = "line" if args.line else "bytes"
     net = SocketChannel(sock, buffering=buffering)

@@ -286,6 +286,7 @@ def test_bad_usage_is_one_line_and_exit_2(args: List[str]) -> None:
 
 
 def one_line_failure(done: subprocess.CompletedProcess, expected: str) -> None:
+    assert b"Traceback" not in done.stderr
     assert done.returncode == 1, done
     lines = done.stderr.decode().splitlines()
     assert len(lines) == 1, lines

@@ -7,6 +7,7 @@ that stderr never holds a traceback. socat and nc come from Debian's
 test skips, saying so, when its tool is missing.
 """
 
+import contextlib
 import os
 import pty
 import shutil
@@ -381,3 +382,56 @@ def test_the_hub_never_stalls_on_a_closing_client(peers: List["subprocess.Popen[
     server.terminate()
     _, err = server.communicate(timeout=DEADLINE)
     assert b"Traceback" not in err
+
+
+def _greeting_server(port_holder: List[int]) -> threading.Thread:
+    """Accepts one client, sends it a line, then closes."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port_holder.append(listener.getsockname()[1])
+
+    def serve() -> None:
+        with listener:
+            listener.settimeout(DEADLINE)
+            try:
+                conn, _ = listener.accept()
+            except socket.timeout:
+                return  # (the client gave up before connecting: fine)
+            with conn:
+                conn.sendall(b"hello\n")
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize(
+    ("redirection", "expected"),
+    [
+        ("0<&-", "stdin is not open"),
+        ("1>&-", "stdout is not open"),
+        (">/dev/full", "No space left on device"),
+    ],
+)
+def test_stdio_the_cli_cannot_use_is_one_line_and_exit_1(redirection: str, expected: str) -> None:
+    port: List[int] = []
+    server = _greeting_server(port)
+    command = " ".join([*CLI, "connect", f"127.0.0.1:{port[0]}"])
+    done = subprocess.run(
+        ["bash", "-c", f"exec {command} {redirection} </dev/null"]
+        if redirection.startswith(">")
+        else ["bash", "-c", f"exec {command} {redirection}"],
+        capture_output=True,
+        cwd=ROOT,
+        timeout=30,
+        check=False,
+    )
+    # (unblock the server if the client never came)
+    with socket.socket() as poke, contextlib.suppress(OSError):
+        poke.connect(("127.0.0.1", port[0]))
+    server.join(DEADLINE)
+    assert b"Traceback" not in done.stderr
+    assert done.returncode == 1, done
+    lines = done.stderr.decode().splitlines()
+    assert len(lines) == 1 and expected in lines[0], lines
