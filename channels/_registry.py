@@ -255,12 +255,13 @@ class Registry:
                 self.start_linger(watched)
         elif self.closing.pop(key, None) is not None and not self.closing:
             UNFINISHED.discard(self)
+        if watched.taken and state not in _FINISHING:
+            # (before letting go: a pipe sink must stay non-blocking meanwhile)
+            self._finish_taken(watched, event == "unregister")
         if state is _GONE:
             self._let_go(watched)
         else:
             self.sync(watched)
-        if watched.taken and state not in _FINISHING:
-            self._finish_taken(watched, event == "unregister")
         if report is not None:
             closer = watched.closer
             self.results.append(

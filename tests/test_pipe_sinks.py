@@ -141,3 +141,30 @@ def test_a_child_stdin_fed_through_a_registered_channel_gets_everything(
     assert got == PAYLOAD[: size * chunks]
     assert child.wait(DEADLINE) == 0
     channel.close()
+
+
+def test_unregistering_a_pipe_closing_in_the_background_never_blocks(
+    make_poller: Callable[..., Poller],
+) -> None:
+    """Its delivery ends after the linger even though the sink was blocking
+    before the Poller watched it (the reader never reads)."""
+    faucet, feed, sink, drain = _pipes()
+    channel = PipeChannel(faucet, sink, linger=0.2)
+    poller = make_poller()
+    poller.register(channel)
+    channel.write(PAYLOAD)
+    channel.close()
+    assert channel.closing
+
+    def read_a_little() -> None:  # the reader takes some, then stops for good
+        os.set_blocking(drain, True)
+        for _ in range(8):
+            os.read(drain, 16384)
+
+    reader = threading.Thread(target=read_a_little)
+    reader.start()
+    poller.unregister(channel)  # delivers first, within the linger: must return
+    reader.join(DEADLINE)
+    assert not channel.closing and channel.undelivered > 0
+    for fd in (feed, drain):
+        os.close(fd)
