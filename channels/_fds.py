@@ -13,6 +13,8 @@ import stat
 import sys
 from typing import Dict, List, Optional, Tuple
 
+from ._checks import MAX_WAIT
+
 __all__ = [
     "POSIX_SELECT_LIMIT",
     "WINDOWS_SELECT_LIMIT",
@@ -75,6 +77,8 @@ def fd_ready(fd: int, *, writing: bool, timeout: Optional[float] = 0.0) -> bool:
     the next read or write then reports. Windows has no ``poll()``: there it
     waits with ``select()``, which takes sockets only."""
     if sys.platform == "win32":
+        if timeout is not None and timeout > MAX_WAIT:
+            timeout = MAX_WAIT
         readable, writable, failed = select.select(
             [] if writing else [fd], [fd] if writing else [], [fd], timeout
         )
@@ -86,7 +90,9 @@ def fd_ready(fd: int, *, writing: bool, timeout: Optional[float] = 0.0) -> bool:
 
 
 def _milliseconds(timeout: float) -> int:
-    # Round up, so a wait is never shorter than asked (as selectors does).
+    # Round up, so a wait is never shorter than asked (as selectors does);
+    # at most MAX_WAIT (the caller waits again if it must: inf fits no int).
+    timeout = min(timeout, MAX_WAIT)
     return max(0, int(timeout * 1000) + 1) if timeout > 0 else 0
 
 
@@ -119,7 +125,7 @@ class FdWaiter:
         if sys.platform == "win32":
             fds = list(self._fds)
             try:
-                _, writable, failed = select.select([], fds, fds, timeout)
+                _, writable, failed = select.select([], fds, fds, min(timeout, MAX_WAIT))
             except (OSError, ValueError):
                 return [(fd, not fd_is_open(fd)) for fd in fds]
             return [(fd, False) for fd in {*writable, *failed}]

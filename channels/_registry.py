@@ -57,16 +57,15 @@ none, only the channel's own callbacks lead back to its record, so an
 application that drops a channel reported closed lets the garbage collector
 have it; ``idle``: one that cannot tell of new output is let go at once.
 
-Closing in the background: the registry offers to finish the close of every
-channel that can hand it over (``ClosesInBackground``). ``close()`` with
-output queued then returns at once (``close taken``): the poll loop delivers
-the rest within the channel's ``linger`` in all (a total deadline), then
-finishes the close; a channel closed that way while OPEN is DELIVERING and
-is reported once finished, with what it could not deliver. CLOSING is where
-the Poller closes a channel itself (a line too long, reported at once): the
-next ``poll()`` closes it, so replies to the lines before the long one,
-written after that report, are delivered within its ``linger`` too. A record
-whose close was taken and that is let go or lost otherwise is finished then
+Closing in the background: the registry offers to finish the closes of
+channels that can hand them over (``ClosesInBackground``): ``close()`` with
+output queued returns at once (``close taken``), the poll loop delivers the
+rest within the channel's ``linger`` in all, then finishes the close. One
+closed while OPEN is DELIVERING, reported once finished with what it could
+not deliver. CLOSING is where the Poller closes a channel itself (a line too
+long, reported at once): the next ``poll()`` closes it, so replies to the
+lines before the long one are delivered within its ``linger`` too. A record
+whose close was taken and that leaves otherwise is finished then
 (unregistered: its output delivered first, blocking, as a close would).
 """
 

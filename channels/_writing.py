@@ -132,13 +132,15 @@ class WritingSide:
     def flush(self, timeout: Optional[float] = None) -> bool:
         """Deliver queued output, waiting at most ``timeout`` seconds.
 
-        ``None`` waits until everything is delivered; zero or less only sends
-        what the OS takes now. Returns True when nothing is left queued, False
+        ``None`` (or ``inf``) waits until everything is delivered; zero or
+        less only sends what the OS takes now; any size works (NaN raises
+        ``ValueError``). Returns True when nothing is left queued, False
         when the timeout passed first. Raises ``EndpointClosedException`` (with
         ``undelivered``) when the other end is gone or the channel was closed
         (but while a ``Poller`` delivers in the background what was queued
         before ``close()``, ``flush()`` waits for that delivery).
         """
+        timeout = _checks.timeout(timeout, "flush() timeout")
         fd = self._write_fd()
         self._outbox.check("flush of", self)
         if self._closed and not self._handed_over:

@@ -31,6 +31,7 @@ from . import _checks
 from ._accept import ACCEPT_BACKOFF, MAX_ACCEPTS_PER_POLL, Acceptor
 from ._audit import CHECK_INTERVAL, FdAudit
 from ._base import MAX_READ_PER_CALL
+from ._checks import MAX_WAIT
 from ._closing import (
     close_every_channel,
     close_every_server,
@@ -117,6 +118,7 @@ class Poller:
         self._acceptor = Acceptor(registry)
         self._audit = FdAudit(registry)
         self._woken = False
+        self._shutting_down = False
         self._next_chore = 0.0
         wake_r, self._wake_w = socket.socketpair()
         wake_r.setblocking(False)
@@ -218,12 +220,13 @@ class Poller:
         """
         if self.closed:
             return
+        self._shutting_down = True  # (wakeup() from another thread: quiet now)
         try:
             self.close_all()
         finally:
             self._registry.close()
-            self._wakeup.sock.close()
             self._wake_w.close()
+            self._wakeup.sock.close()
 
     @property
     def closed(self) -> bool:
@@ -244,22 +247,24 @@ class Poller:
         """Make a ``poll()`` that is waiting return promptly (with ``[]`` if
         nothing else happened); a ``poll()`` that is not waiting returns at
         once the next time. Safe from other threads and from signal handlers.
-        Does nothing once the Poller is closed."""
+        Never raises (it runs in signal handlers and other threads): it does
+        nothing once ``close()`` began, and an error is logged."""
         try:
             self._wake_w.send(b"\0")
         except BlockingIOError:
             pass  # the socket is full of wakeups: one is pending already
-        except OSError:
-            if self._wake_w.fileno() >= 0:  # not closed: a real error
-                raise
+        except OSError as exc:
+            if not self._shutting_down:
+                _LOGGER.warning("wakeup() of the Poller failed: %s", exc)
 
     # -- polling: the three views -------------------------------------------
 
     def poll(self, timeout: Optional[float] = None) -> List[PollResult]:
         """Wait for events and return them as a list of 0.2 tuples.
 
-        ``timeout`` is in seconds: ``None`` waits until something happens, zero
-        or less does not wait, a positive value waits at most that long. An
+        ``timeout`` is in seconds: ``None`` (or ``inf``) waits until something
+        happens, zero or less does not wait, a positive value of any size
+        waits at most that long; NaN raises ``ValueError``. An
         empty list means the timeout passed (or ``wakeup()`` was called). Items
         are ``(data, channel)`` (a line channel gives one per complete line),
         ``(b'', channel)`` once when a channel closed — after which it is no
@@ -288,6 +293,7 @@ class Poller:
     def _collect(self, timeout: Optional[float]) -> List[Collected]:
         """The one implementation of poll(), poll_events() and poll_batches()."""
         self._check_open("poll() on")
+        timeout = _checks.timeout(timeout, "poll() timeout")
         registry = self._registry
         now = time.monotonic()
         deadline = None if timeout is None else now + timeout
@@ -320,11 +326,9 @@ class Poller:
         if now >= self._next_chore:
             self._chores(now)
         if registry.closing:
-            wake = finish_closing(registry, now)
-            if registry.pending:
-                timeout = 0  # a close finished: report it now
-            elif wake is not None and (timeout is None or wake - now < timeout):
-                timeout = wake - now if wake > now else 0.0
+            timeout = self._finish_closing(timeout, now)
+        if timeout is not None and timeout > MAX_WAIT:
+            timeout = MAX_WAIT  # (the loop in _collect waits again)
         try:
             ready = registry.selector.select(timeout)
         except (OSError, ValueError) as exc:
@@ -350,6 +354,16 @@ class Poller:
                 self._dispatch(record_of(key), events, read_already)
         if registry.pending:
             report_pending(registry, self._read_budget)
+
+    def _finish_closing(self, timeout: Optional[float], now: float) -> Optional[float]:
+        """Finish the closes that are due; the wait, shortened to the next one."""
+        registry = self._registry
+        wake = finish_closing(registry, now)
+        if registry.pending:
+            return 0  # a close finished: report it now
+        if wake is not None and (timeout is None or wake - now < timeout):
+            return wake - now if wake > now else 0.0
+        return timeout
 
     def _chores(self, now: float) -> None:
         """What is due now rather than per ready fd: servers whose back-off

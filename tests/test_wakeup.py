@@ -3,6 +3,7 @@
 import signal
 import threading
 import time
+from typing import Callable, List
 
 from channels import Poller
 from channels.testing import TestChannel
@@ -49,3 +50,27 @@ def test_wakeup_after_close_does_nothing(selector_cls: type) -> None:
     poller = Poller(selector=selector_cls)
     poller.close()
     poller.wakeup()
+
+
+def test_wakeup_never_raises_while_another_thread_closes_the_poller(
+    make_poller: Callable[..., Poller],
+) -> None:
+    errors: List[BaseException] = []
+    for _ in range(100):
+        poller = make_poller()
+        stop = threading.Event()
+
+        def hammer(target: Poller = poller, stop: threading.Event = stop) -> None:
+            try:
+                while not stop.is_set():
+                    target.wakeup()
+            except BaseException as exc:  # (what the test looks for)
+                errors.append(exc)
+
+        thread = threading.Thread(target=hammer)
+        thread.start()
+        poller.close()
+        poller.wakeup()  # after close too
+        stop.set()
+        thread.join(DEADLINE)
+    assert errors == []
