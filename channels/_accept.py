@@ -108,6 +108,10 @@ class Acceptor:
             server.backing_off = False
             try:
                 watched = take(server, sock, address)
+            except (OSError, ValueError) as exc:  # gone already, or past select()'s limit
+                _LOGGER.warning("closing a client of %r at once: %s", server.sock, exc)
+                sock.close()
+                continue
             except Exception:
                 _LOGGER.exception(
                     "dropping a client of %r: it could not be registered", server.sock

@@ -15,8 +15,12 @@ import logging
 import os
 import select
 import socket
+import stat
 import sys
 from typing import Callable, Deque, Optional
+
+if sys.platform != "win32":
+    import fcntl
 
 from ._base import DEFAULT_HIGH_WATER, DEFAULT_LINGER, READ_SIZE, Channel
 from ._errors import EndpointClosedException
@@ -97,9 +101,22 @@ def _check_fd(fd: object, role: str) -> int:
     if fd < 0:
         raise ValueError(f"PipeChannel {role} must be an open fd (>= 0), not {fd}")
     try:
-        os.fstat(fd)
+        mode = os.fstat(fd).st_mode
+    except OverflowError:
+        raise ValueError(f"PipeChannel {role} {fd} is not an fd: too large") from None
     except OSError as exc:
         raise ValueError(f"PipeChannel {role} {fd} is not an open fd: {exc.strerror}") from exc
+    if stat.S_ISDIR(mode):
+        raise ValueError(f"PipeChannel {role} {fd} is a directory: it cannot be a stream")
+    if sys.platform != "win32":
+        access = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE
+        wrong = os.O_WRONLY if role == "faucet" else os.O_RDONLY
+        if access == wrong:
+            way = "writing" if role == "faucet" else "reading"
+            raise ValueError(
+                f"PipeChannel {role} {fd} is open for {way} only: a {role} must be"
+                f" {'readable' if role == 'faucet' else 'writable'}"
+            )
     return fd
 
 
@@ -277,6 +294,17 @@ def is_listening(sock: socket.socket) -> bool:
     return bool(sock.getsockopt(socket.SOL_SOCKET, option))
 
 
+def _check_connected(sock: socket.socket) -> None:
+    try:
+        sock.getpeername()
+    except OSError as exc:
+        if exc.errno == errno.ENOTCONN:
+            raise ValueError(
+                f"SocketChannel takes a connected socket; {sock!r} is not connected"
+                " (connect it first, or pass a listening one to Poller.add_server)"
+            ) from None
+
+
 def _peer_name(sock: socket.socket) -> str:
     """The peer, for messages: host:port, [host]:port, unix:path, or '?'."""
     try:
@@ -316,6 +344,7 @@ class SocketChannel(Channel):
                 "SocketChannel takes a connected socket; this one is listening"
                 " (pass it to Poller.add_server)"
             )
+        _check_connected(sock)
         super().__init__(buffering=buffering, high_water=high_water, linger=linger)
         self._sock = sock
         self._peer = _peer_name(sock)
