@@ -4,7 +4,7 @@ epoll forgets a closed fd silently, and a new file may take its number;
 ``FdAudit`` checks a slice of the registered fds per ``CHECK_INTERVAL``
 against what they referred to when registered (no cost per poll), and after
 ``select()`` failed it finds which fd made it fail. What it finds goes to
-``Registry.fd_went_bad``.
+``fd_went_bad``.
 """
 
 import sys
@@ -14,7 +14,7 @@ from ._fds import fd_is_open, identity_of
 from ._records import Server, Watched, WriteSide, record_of
 from ._registry import Registry
 
-__all__ = ["CHECK_INTERVAL", "FdAudit"]
+__all__ = ["CHECK_INTERVAL", "FdAudit", "fd_went_bad"]
 
 CHECK_INTERVAL = 0.25
 """Seconds between two slices of the fd audit."""
@@ -51,7 +51,7 @@ class FdAudit:
         for record in chosen:
             now = identity_of(record.fd)
             if now != record.identity:
-                registry.fd_went_bad(record, reused=now is not None)
+                fd_went_bad(registry, record, reused=now is not None)
 
     def find_bad_fds(self, exc: BaseException) -> None:
         """After select() failed: deal with every record whose fd is gone.
@@ -69,6 +69,16 @@ class FdAudit:
             raise exc
         for record in bad:
             if isinstance(record, (Watched, Server)):
-                registry.fd_went_bad(record, reused=False)
+                fd_went_bad(registry, record, reused=False)
             elif isinstance(record, WriteSide):
-                registry.fd_went_bad(record.watched, reused=False)
+                fd_went_bad(registry, record.watched, reused=False)
+
+
+def fd_went_bad(registry: Registry, record: Union[Watched, Server], *, reused: bool) -> None:
+    """The fd of ``record`` was closed (or ``reused`` by another file) behind our back."""
+    if isinstance(record, Server):
+        registry.drop_server(record, f"its fd {record.fd} was closed")
+    else:
+        # Closed: reading it reports what was buffered, then the end.
+        # Reused by another file: it must not be read again.
+        registry.move(record, "fd reused" if reused else "fd closed")

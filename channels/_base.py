@@ -22,6 +22,7 @@ from typing import Callable, ClassVar, List, Optional, Tuple, TypeVar
 
 from . import _checks
 from ._errors import EndpointClosedException, LineTooLong
+from ._fds import current_pid
 from ._framers import bulk_framer
 from ._outbox import Outbox, deliver
 from ._protocols import AGAIN, DRAINED, MORE
@@ -110,6 +111,7 @@ class Channel(WritingSide, abc.ABC):
         self._close_agents: List[Callable[[], bool]] = []
         # close() left the rest of the delivery to an agent, which is not done.
         self._handed_over = False
+        self._pid = current_pid()  # (a forked child's copy must leave the fds alone)
         self._outbox = Outbox()
         # write_eof(): 1 once asked for, 2 once the write side was shut.
         self._eof = 0
@@ -260,6 +262,8 @@ class Channel(WritingSide, abc.ABC):
         """
         if self._closed:
             return
+        if self._inherited():  # the parent delivers its own copy of the queue
+            self._outbox.drop()
         self._before_close()
         outbox = self._outbox
         if outbox.size and outbox.failure is None:
@@ -290,6 +294,11 @@ class Channel(WritingSide, abc.ABC):
                 callback()
         finally:
             self._release()
+
+    def _inherited(self) -> bool:
+        """True in a child forked after this channel was made: it closes its
+        copy of the fds only, changing nothing its parent would see."""
+        return self._pid != current_pid()
 
     def _before_close(self) -> None:
         """Called by ``close()`` before anything else (a subclass hook)."""

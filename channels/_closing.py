@@ -23,6 +23,7 @@ import logging
 from typing import List, Optional
 
 from ._errors import BAD_CHANNEL_ERRORS, EndpointClosedException
+from ._fds import current_pid
 from ._outbox import deliver
 from ._records import State, Watched
 from ._registry import UNFINISHED, Registry
@@ -173,6 +174,8 @@ def close_every_channel(registry: Registry) -> List[BaseException]:
         if watched.state in _CLOSABLE
     ]
     writers = [w.writer for w in records if w.writer is not None and w.writing]
+    if registry.pid != current_pid():
+        writers = []  # a forked child: the queues are its parent's to deliver
     for writer in deliver(writers, total=True):
         watched = registry.find(writer)
         if watched is not None and watched.closer is not None:
@@ -195,7 +198,7 @@ def close_every_channel(registry: Registry) -> List[BaseException]:
 def _finish_at_exit() -> None:
     """A process that exits soon after a ``close()`` the Poller took (never
     polling again) still delivers that output, within each channel's linger."""
-    for registry in list(UNFINISHED):
+    for registry in [r for r in UNFINISHED if r.pid == current_pid()]:
         records = [watched for watched in registry.closing.values() if watched.taken]
         deliver([w.writer for w in records if w.writer is not None], total=True)
         for watched in records:

@@ -21,6 +21,7 @@ __all__ = [
     "FdWaiter",
     "Identity",
     "check_select_limit",
+    "current_pid",
     "fd_is_open",
     "fd_ready",
     "identity_of",
@@ -29,6 +30,24 @@ __all__ = [
 
 Identity = Optional[Tuple[int, int]]
 """What an fd refers to, (device, inode); None when it is closed (or on Windows)."""
+
+_pid = os.getpid()
+
+
+def current_pid() -> int:
+    """This process's id, kept up to date across ``fork()`` at no syscall:
+    what a channel or Poller compares with its creator's to know it was
+    inherited by a child."""
+    return _pid
+
+
+def _forked() -> None:
+    global _pid  # noqa: PLW0603 (one process-wide fact, updated by the fork hook)
+    _pid = os.getpid()
+
+
+if sys.platform != "win32":
+    os.register_at_fork(after_in_child=_forked)
 
 WINDOWS_SELECT_LIMIT = 512
 """Sockets ``select()`` takes on Windows (CPython's FD_SETSIZE there)."""

@@ -75,9 +75,9 @@ import logging
 import selectors
 import time
 import weakref
-from typing import Callable, Dict, List, Optional, Set, Tuple, Union
+from typing import Callable, Dict, List, Optional, Set, Tuple
 
-from ._fds import check_select_limit, is_always_ready
+from ._fds import check_select_limit, current_pid, is_always_ready
 from ._outbox import deliver
 from ._protocols import ChannelLike
 from ._records import (
@@ -143,6 +143,7 @@ class Registry:
 
     def __init__(self, selector: selectors.BaseSelector) -> None:
         self.selector = selector
+        self.pid = current_pid()  # a forked child never touches its (shared) selector
         self.results: List[Collected] = []
         """What the next poll returns; collected here, not in a local list, so
         that what was read before a signal handler raised is not lost."""
@@ -395,6 +396,8 @@ class Registry:
 
     def _select(self, fd: int, events: int, record: Record) -> None:
         """Have ``fd`` selected for ``events`` (0: not at all) on behalf of ``record``."""
+        if self.pid != current_pid():
+            return
         key = self.selector.get_map().get(fd)
         selected = key is not None and key.data is record
         if events and selected:
@@ -409,7 +412,7 @@ class Registry:
     def unselect(self, fd: int, record: Record) -> None:
         """Remove ``fd`` from the selector if it is still there for ``record``."""
         key = self.selector.get_map().get(fd)
-        if key is not None and key.data is record:
+        if key is not None and key.data is record and self.pid == current_pid():
             self.selector.unregister(fd)
 
     def register_wakeup(self, wakeup: Wakeup) -> None:
@@ -422,7 +425,8 @@ class Registry:
         if key is None:
             return
         record = record_of(key)
-        self.selector.unregister(fd)
+        if self.pid == current_pid():
+            self.selector.unregister(fd)
         if isinstance(record, Server):
             self.drop_server(record, f"its fd {fd} was reused")
         elif isinstance(record, (Watched, WriteSide)):
@@ -432,19 +436,15 @@ class Registry:
             )
             self.move(watched, "fd reused")
 
-    def fd_went_bad(self, record: Union[Watched, Server], *, reused: bool) -> None:
-        """The fd of ``record`` was closed (or ``reused`` by another file)
-        behind our back."""
-        if isinstance(record, Server):
-            self.drop_server(record, f"its fd {record.fd} was closed")
-        else:
-            # Closed: reading it reports what was buffered, then the end.
-            # Reused by another file: it must not be read again.
-            self.move(record, "fd reused" if reused else "fd closed")
-
     def close(self) -> None:
-        """Forget every record and close the selector."""
+        """Forget every record and close the selector (in a forked child, its
+        copy only: the parent's registrations stay)."""
         for watched in [*self.channels.values(), *self.dormant.values()]:
             self.move(watched, "unregister")
         self.servers.clear()
-        self.selector.close()
+        UNFINISHED.discard(self)
+        try:
+            self.selector.close()
+        except OSError:  # a kqueue is not inherited: the child's fd is no kqueue
+            if self.pid == current_pid():
+                raise

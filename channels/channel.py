@@ -231,7 +231,7 @@ class PipeChannel(Channel):
         # A blocking sink of our own is non-blocking while a Poller delivers
         # the queue: a write then never blocks the loop.
         owned = self._sink_was_blocking and not self._shared and self._sink >= 0
-        if owned and sys.platform != "win32":
+        if owned and sys.platform != "win32" and not self._inherited():
             self._sink_blocking = not watched
             with contextlib.suppress(OSError):  # a bad fd: the next write says so
                 os.set_blocking(self._sink, not watched)
@@ -244,14 +244,17 @@ class PipeChannel(Channel):
     def _release(self) -> None:
         faucet, sink = self._faucet, self._sink
         self._faucet = self._sink = -1
+        # Modes are restored, but not by a forked child: they belong to file
+        # descriptions it shares with its parent.
+        restore = sys.platform != "win32" and not self._inherited()
         if faucet >= 0:
-            if self._faucet_was_blocking and sys.platform != "win32":
+            if self._faucet_was_blocking and restore:
                 # A bad fd is reported by _close_fd just below.
                 with contextlib.suppress(OSError):
                     os.set_blocking(faucet, True)
             _close_fd(faucet, "PipeChannel faucet")
         if sink >= 0 and sink != faucet:
-            if self._sink_was_blocking and not self._sink_blocking and sys.platform != "win32":
+            if self._sink_was_blocking and not self._sink_blocking and restore:
                 with contextlib.suppress(OSError):
                     os.set_blocking(sink, True)
             _close_fd(sink, "PipeChannel sink")

@@ -1,13 +1,9 @@
 """The Poller: waits on many channels and servers at once, on ``selectors``.
 
-Its rooms:
-
-- ``channels._registry``: what is watched, each channel's lifecycle state
-  (the state table is there) and the selector, which only it touches;
-- ``channels._accept``: accepting clients, back-off and ``max_clients``;
-- ``channels._outbox``: the one linger loop that ``close_all()`` shares with
-  ``Channel.close()``;
-- this module: the public API and the poll loop.
+Its rooms: ``_registry`` (what is watched, the lifecycle table, the only
+selector calls), ``_audit`` (fds closed behind our back), ``_accept``
+(clients, back-off, ``max_clients``), ``_closing`` (reports and closes);
+this module: the public API and the poll loop.
 
 The loop: wait on the selector (not at all when there is news already), read
 every ready channel through its ``read_frames()`` (the frames of one read go
@@ -40,7 +36,7 @@ from ._closing import (
     report_pending,
 )
 from ._errors import BAD_CHANNEL_ERRORS, EndpointClosedException, LineTooLong
-from ._fds import WINDOWS_SELECT_LIMIT
+from ._fds import WINDOWS_SELECT_LIMIT, current_pid
 from ._protocols import AGAIN, DRAINED, ChannelLike
 from ._records import Record, Server, State, Wakeup, Watched, WriteSide, record_of
 from ._registry import Registry
@@ -234,8 +230,7 @@ class Poller:
         return self._wakeup.sock.fileno() < 0
 
     def _check_open(self, action: str) -> None:
-        if self.closed:
-            raise ValueError(f"{action} a closed Poller")
+        check_usable(self.closed, self._registry.pid, action)
 
     def __enter__(self) -> "Poller":
         return self
@@ -249,6 +244,8 @@ class Poller:
         once the next time. Safe from other threads and from signal handlers.
         Never raises (it runs in signal handlers and other threads): it does
         nothing once ``close()`` began, and an error is logged."""
+        if self._registry.pid != current_pid():
+            return  # (inherited: it would wake the parent)
         try:
             self._wake_w.send(b"\0")
         except BlockingIOError:
@@ -438,3 +435,16 @@ class Poller:
         except BAD_CHANNEL_ERRORS:
             _LOGGER.exception("read() of %r failed; reporting it closed", channel)
             registry.move(watched, "read failed")
+
+
+def check_usable(closed: bool, pid: int, action: str) -> None:
+    """``ValueError`` for a closed Poller, ``RuntimeError`` for one made by
+    process ``pid`` before this one was forked from it."""
+    if closed:
+        raise ValueError(f"{action} a closed Poller")
+    if pid != current_pid():
+        raise RuntimeError(
+            f"{action} a Poller inherited from process {pid}: a forked child cannot"
+            " use its parent's Poller (they may share one epoll instance); close it"
+            " in the child, which leaves the parent's as it is, and make a new one"
+        )
