@@ -53,6 +53,16 @@ class FdAudit:
             if now != record.identity:
                 fd_went_bad(registry, record, reused=now is not None)
 
+    def still_its_file(self, watched: Watched) -> bool:
+        """Before a channel is read again without ``select()`` (its budget ran
+        out): is its fd still the file it was? One ``fstat()``, per 256 KiB
+        read at most; if not, the registry hears of it, and False."""
+        now = identity_of(watched.fd)
+        if now == watched.identity:
+            return True
+        fd_went_bad(self._registry, watched, reused=now is not None)
+        return False
+
     def find_bad_fds(self, exc: BaseException) -> None:
         """After select() failed: deal with every record whose fd is gone.
 

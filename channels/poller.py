@@ -336,7 +336,7 @@ class Poller:
         if unfinished:
             read_already = set(unfinished)
             for watched in list(unfinished.values()):
-                if watched.ready:
+                if watched.ready and self._audit.still_its_file(watched):
                     self._read(watched)
         for key, events in ready:
             record = key.data
