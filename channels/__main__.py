@@ -302,7 +302,11 @@ def _bridge(args: argparse.Namespace) -> int:
     _check_stdio()
     sock = open_connection(args.address, args.timeout)
     buffering = "line" if args.line else "bytes"
-    net = SocketChannel(sock, buffering=buffering)
+    try:
+        net = SocketChannel(sock, buffering=buffering)
+    except ValueError as exc:  # reset between connect() and here
+        sock.close()
+        raise CliError(f"the connection to {args.address} broke at once: {exc}") from exc
     # Duplicates: closing the channel leaves the process's own fds 0 and 1.
     stdio = PipeChannel(os.dup(0), os.dup(1), buffering=buffering, shared=True)
     with net, stdio, Poller() as poller:

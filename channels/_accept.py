@@ -98,6 +98,8 @@ class Acceptor:
             except BlockingIOError:
                 break
             except OSError as exc:
+                if exc.errno is None:  # a signal handler's, not accept()'s
+                    raise
                 if exc.errno in _SKIP_ERRNOS:
                     continue
                 if exc.errno in _DEAD_SERVER_ERRNOS:
@@ -109,6 +111,9 @@ class Acceptor:
             try:
                 watched = take(server, sock, address)
             except (OSError, ValueError) as exc:  # gone already, or past select()'s limit
+                if isinstance(exc, OSError) and exc.errno is None:
+                    sock.close()
+                    raise
                 _LOGGER.warning("closing a client of %r at once: %s", server.sock, exc)
                 sock.close()
                 continue

@@ -1,4 +1,5 @@
-"""The fd audit: finding fds closed, or reused, behind a Poller's back.
+"""The fd audit: finding fds closed, or reused, behind a Poller's back
+(and a Poller used by a process it was not made in: a forked child).
 
 epoll forgets a closed fd silently, and a new file may take its number;
 ``FdAudit`` checks a slice of the registered fds per ``CHECK_INTERVAL``
@@ -10,11 +11,11 @@ against what they referred to when registered (no cost per poll), and after
 import sys
 from typing import List, Union
 
-from ._fds import fd_is_open, identity_of
+from ._fds import current_pid, fd_is_open, identity_of
 from ._records import Server, Watched, WriteSide, record_of
 from ._registry import Registry
 
-__all__ = ["CHECK_INTERVAL", "FdAudit", "fd_went_bad"]
+__all__ = ["CHECK_INTERVAL", "FdAudit", "check_usable", "fd_went_bad"]
 
 CHECK_INTERVAL = 0.25
 """Seconds between two slices of the fd audit."""
@@ -92,3 +93,16 @@ def fd_went_bad(registry: Registry, record: Union[Watched, Server], *, reused: b
         # Closed: reading it reports what was buffered, then the end.
         # Reused by another file: it must not be read again.
         registry.move(record, "fd reused" if reused else "fd closed")
+
+
+def check_usable(closed: bool, pid: int, action: str) -> None:
+    """``ValueError`` for a closed Poller, ``RuntimeError`` for one made by
+    process ``pid`` before this one was forked from it."""
+    if closed:
+        raise ValueError(f"{action} a closed Poller")
+    if pid != current_pid():
+        raise RuntimeError(
+            f"{action} a Poller inherited from process {pid}: a forked child cannot"
+            " use its parent's Poller (they may share one epoll instance); close it"
+            " in the child, which leaves the parent's as it is, and make a new one"
+        )

@@ -22,7 +22,7 @@ import atexit
 import logging
 from typing import List, Optional
 
-from ._errors import BAD_CHANNEL_ERRORS, EndpointClosedException
+from ._errors import BAD_CHANNEL_ERRORS, EndpointClosedException, not_from_the_os
 from ._fds import current_pid
 from ._outbox import deliver
 from ._records import State, Watched
@@ -65,7 +65,9 @@ def _read_to_the_end(registry: Registry, watched: Watched, budget: int) -> None:
             data = channel.read() if budget > 0 else b""
     except EndpointClosedException:
         pass  # the end: its report follows
-    except BAD_CHANNEL_ERRORS:
+    except BAD_CHANNEL_ERRORS as exc:
+        if not_from_the_os(exc):
+            raise
         _LOGGER.exception("read() of %r failed; reporting it closed", channel)
 
 
@@ -80,6 +82,8 @@ def flush_output(registry: Registry, watched: Watched) -> None:
     try:
         writer.flush(0)
     except (EndpointClosedException, *BAD_CHANNEL_ERRORS) as exc:
+        if not_from_the_os(exc):
+            raise
         if not isinstance(exc, EndpointClosedException):
             _LOGGER.exception("flush() of %r failed; reporting it closed", writer)
         if watched.taken:  # its output is dropped: the close is over
@@ -93,10 +97,11 @@ def flush_output(registry: Registry, watched: Watched) -> None:
         finish_now(registry, watched)
 
 
-def finish_closing(registry: Registry, now: float) -> Optional[float]:
+def finish_closing(registry: Registry, now: float, wait: Optional[float]) -> Optional[float]:
     """Close the CLOSING channels the Poller closes itself, and finish the
     closes it took, once their output is delivered or their linger is over;
-    return when one is due next (None: none)."""
+    return ``wait`` (how long the poll would wait) shortened to when the next
+    one is due, or 0 if one finished (its report is due now)."""
     wake: Optional[float] = None
     for watched in list(registry.closing.values()):
         writer = watched.writer
@@ -111,7 +116,11 @@ def finish_closing(registry: Registry, now: float) -> Optional[float]:
             finish_now(registry, watched)
         else:
             _close_itself(registry, watched, queued)
-    return wake
+    if registry.pending:
+        return 0
+    if wake is not None and (wait is None or wake - now < wait):
+        return wake - now if wake > now else 0.0
+    return wait
 
 
 def finish_now(registry: Registry, watched: Watched) -> None:

@@ -31,12 +31,21 @@ __all__ = [
     "EndpointClosedException",
     "LineTooLong",
     "WriteBufferFullError",
+    "not_from_the_os",
 ]
 
 BAD_CHANNEL_ERRORS = (OSError, ValueError, KeyError)
 """What a broken custom channel may raise from ``read()`` or ``flush()``: a
 Poller logs it and reports that channel closed (or ends its delivery) rather
 than raising, so one bad channel cannot stop a server."""
+
+
+def not_from_the_os(exc: BaseException) -> bool:
+    """True for an exception no syscall raised: an ``OSError`` without an
+    errno (``raise TimeoutError`` in a ``SIGALRM`` handler, say) is the
+    application's own, and propagates instead of being taken for a broken
+    connection or channel."""
+    return isinstance(exc, OSError) and exc.errno is None
 
 
 class ChannelError(Exception):

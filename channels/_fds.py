@@ -63,7 +63,9 @@ def identity_of(fd: int) -> Identity:
     else:  # (an else: for mypy --platform win32)
         try:
             info = os.fstat(fd)
-        except OSError:
+        except OSError as exc:
+            if exc.errno is None:  # a signal handler's: it propagates
+                raise
             return None
         return (info.st_dev, info.st_ino)
 
@@ -74,7 +76,9 @@ def is_always_ready(fd: int) -> bool:
     try:
         mode = os.fstat(fd).st_mode
         return stat.S_ISREG(mode) or stat.S_ISCHR(mode)
-    except OSError:
+    except OSError as exc:
+        if exc.errno is None:  # a signal handler's: it propagates
+            raise
         return False
 
 
@@ -85,7 +89,9 @@ def fd_is_open(fd: int) -> bool:
             select.select([fd], [], [], 0)
         else:
             os.fstat(fd)
-    except (OSError, ValueError):
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, OSError) and exc.errno is None:  # a signal handler's
+            raise
         return False
     return True
 

@@ -21,7 +21,12 @@ import logging
 import time
 from typing import Callable, Deque, Dict, Iterable, List, Optional, Sequence, TypeVar, cast
 
-from ._errors import BAD_CHANNEL_ERRORS, EndpointClosedException, WriteBufferFullError
+from ._errors import (
+    BAD_CHANNEL_ERRORS,
+    EndpointClosedException,
+    WriteBufferFullError,
+    not_from_the_os,
+)
 from ._fds import FdWaiter
 from ._protocols import BytesLike, Lingering, QueuedWriter
 
@@ -152,6 +157,8 @@ class Outbox:
         try:
             self.push(send)
         except OSError as exc:
+            if exc.errno is None:  # a signal handler's, not the OS's: it propagates
+                raise
             self.fail(exc)
             raise EndpointClosedException(
                 f"{action} {owner!r} failed: {exc}; {self.undelivered} bytes were not delivered",
@@ -172,6 +179,8 @@ class Outbox:
             try:
                 self.push(send)
             except OSError as exc:
+                if exc.errno is None:  # a signal handler's: it propagates
+                    raise
                 self.fail(exc)
         self.announce()
         return cause if cause is not None else self.failure
@@ -321,6 +330,8 @@ def _flush_now(writer: QueuedWriter) -> bool:
             exc.undelivered,
             exc.__cause__ or exc,
         )
-    except BAD_CHANNEL_ERRORS:
+    except BAD_CHANNEL_ERRORS as exc:
+        if not_from_the_os(exc):
+            raise
         _LOGGER.exception("flush() of %r failed while closing", writer)
     return True

@@ -19,9 +19,6 @@ import stat
 import sys
 from typing import Callable, Deque, Optional
 
-if sys.platform != "win32":
-    import fcntl
-
 from ._base import DEFAULT_HIGH_WATER, DEFAULT_LINGER, READ_SIZE, Channel
 from ._errors import EndpointClosedException
 from ._fds import fd_ready
@@ -80,6 +77,8 @@ def receive(recv: Callable[[int], bytes], size: int, at_eof: str) -> bytes:
     except BlockingIOError:
         return b""
     except OSError as exc:
+        if exc.errno is None:  # a signal handler's, not the OS's: it propagates
+            raise
         raise EndpointClosedException(f"reading failed: {exc}") from exc
     if not data:
         raise EndpointClosedException(at_eof)
@@ -109,6 +108,8 @@ def _check_fd(fd: object, role: str) -> int:
     if stat.S_ISDIR(mode):
         raise ValueError(f"PipeChannel {role} {fd} is a directory: it cannot be a stream")
     if sys.platform != "win32":
+        import fcntl  # noqa: PLC0415 (POSIX only: `import channels` needs none of it)
+
         access = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE
         wrong = os.O_WRONLY if role == "faucet" else os.O_RDONLY
         if access == wrong:
@@ -301,7 +302,9 @@ def _check_connected(sock: socket.socket) -> None:
     try:
         sock.getpeername()
     except OSError as exc:
-        if exc.errno == errno.ENOTCONN:
+        # (one that was connected and reset has the reset pending: it is read)
+        pending = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if exc.errno == errno.ENOTCONN and not pending:
             raise ValueError(
                 f"SocketChannel takes a connected socket; {sock!r} is not connected"
                 " (connect it first, or pass a listening one to Poller.add_server)"

@@ -21,11 +21,11 @@ import logging
 import selectors
 import socket
 import time
-from typing import AbstractSet, Any, Callable, List, Optional
+from typing import AbstractSet, Any, Callable, List, Optional, TypeVar
 
 from . import _checks
 from ._accept import ACCEPT_BACKOFF, MAX_ACCEPTS_PER_POLL, Acceptor
-from ._audit import CHECK_INTERVAL, FdAudit
+from ._audit import CHECK_INTERVAL, FdAudit, check_usable
 from ._base import MAX_READ_PER_CALL
 from ._checks import MAX_WAIT
 from ._closing import (
@@ -35,10 +35,10 @@ from ._closing import (
     flush_output,
     report_pending,
 )
-from ._errors import BAD_CHANNEL_ERRORS, EndpointClosedException, LineTooLong
+from ._errors import BAD_CHANNEL_ERRORS, EndpointClosedException, LineTooLong, not_from_the_os
 from ._fds import WINDOWS_SELECT_LIMIT, current_pid
 from ._protocols import AGAIN, DRAINED, ChannelLike
-from ._records import Record, Server, State, Wakeup, Watched, WriteSide, record_of
+from ._records import Record, Server, Wakeup, Watched, WriteSide, record_of
 from ._registry import Registry
 from .buffering import BufferingArg, as_buffering
 from .channel import SocketChannel
@@ -85,7 +85,7 @@ _NONE_READ: AbstractSet[int] = frozenset()
 # A read failing with these: the fd was closed behind the channel's back.
 _FD_GONE_ERRNOS = frozenset({errno.EBADF, errno.ENOTSOCK})
 
-_OPEN = State.OPEN
+_View = TypeVar("_View")
 
 
 class Poller:
@@ -268,13 +268,13 @@ class Poller:
         longer registered — and ``((addr, client_channel), server_sock)`` per
         accepted client. ``poll_events()`` gives the same as typed events.
         """
-        return as_tuples(self._collect(timeout))
+        return self._collect(timeout, as_tuples)
 
     def poll_events(self, timeout: Optional[float] = None) -> List[PollEvent]:
         """Like ``poll()``, but each item is a typed event: ``DataReceived``,
         ``ChannelClosed`` (with its ``reason`` and ``undelivered`` bytes) or
         ``ClientAccepted``."""
-        return as_events(self._collect(timeout))
+        return self._collect(timeout, as_events)
 
     def poll_batches(self, timeout: Optional[float] = None) -> List[BatchEvent]:
         """Like ``poll_events()``, but the frames a channel gave are one
@@ -283,12 +283,14 @@ class Poller:
         The fastest way to consume many small lines; ``ChannelClosed`` and
         ``ClientAccepted`` come as in ``poll_events()``.
         """
-        return as_batches(self._collect(timeout))
+        return self._collect(timeout, as_batches)
 
     # -- polling: the loop --------------------------------------------------
 
-    def _collect(self, timeout: Optional[float]) -> List[Collected]:
-        """The one implementation of poll(), poll_events() and poll_batches()."""
+    def _collect(self, timeout: Optional[float], view: Callable[[List[Collected]], _View]) -> _View:
+        """poll(), poll_events() and poll_batches(): ``view`` makes their
+        results while the registry still holds them (a raise in there loses
+        nothing); from then on to the return, no call."""
         self._check_open("poll() on")
         timeout = _checks.timeout(timeout, "poll() timeout")
         registry = self._registry
@@ -303,8 +305,9 @@ class Poller:
             self._poll_once(wait, now)
             # Writes flushed but nothing to report: that is no timeout yet.
             if registry.results or self._woken or (left is not None and left <= 0):
-                results, registry.results = registry.results, []
+                results = view(registry.results)
                 self._woken = False
+                registry.results = []
                 return results
             now = time.monotonic()
 
@@ -323,7 +326,7 @@ class Poller:
         if now >= self._next_chore:
             self._chores(now)
         if registry.closing:
-            timeout = self._finish_closing(timeout, now)
+            timeout = finish_closing(registry, now, timeout)
         if timeout is not None and timeout > MAX_WAIT:
             timeout = MAX_WAIT  # (the loop in _collect waits again)
         try:
@@ -351,16 +354,6 @@ class Poller:
                 self._dispatch(record_of(key), events, read_already)
         if registry.pending:
             report_pending(registry, self._read_budget)
-
-    def _finish_closing(self, timeout: Optional[float], now: float) -> Optional[float]:
-        """Finish the closes that are due; the wait, shortened to the next one."""
-        registry = self._registry
-        wake = finish_closing(registry, now)
-        if registry.pending:
-            return 0  # a close finished: report it now
-        if wake is not None and (timeout is None or wake - now < timeout):
-            return wake - now if wake > now else 0.0
-        return timeout
 
     def _chores(self, now: float) -> None:
         """What is due now rather than per ready fd: servers whose back-off
@@ -432,19 +425,8 @@ class Poller:
                 registry.move(watched, "read failed")  # closed behind its back
             else:
                 registry.move(watched, "reset")
-        except BAD_CHANNEL_ERRORS:
+        except BAD_CHANNEL_ERRORS as exc:
+            if not_from_the_os(exc):
+                raise
             _LOGGER.exception("read() of %r failed; reporting it closed", channel)
             registry.move(watched, "read failed")
-
-
-def check_usable(closed: bool, pid: int, action: str) -> None:
-    """``ValueError`` for a closed Poller, ``RuntimeError`` for one made by
-    process ``pid`` before this one was forked from it."""
-    if closed:
-        raise ValueError(f"{action} a closed Poller")
-    if pid != current_pid():
-        raise RuntimeError(
-            f"{action} a Poller inherited from process {pid}: a forked child cannot"
-            " use its parent's Poller (they may share one epoll instance); close it"
-            " in the child, which leaves the parent's as it is, and make a new one"
-        )

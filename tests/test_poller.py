@@ -462,3 +462,48 @@ def test_a_regular_file_can_be_registered_and_is_read_to_its_end(
     results = poll_until(poller, lambda r: (b"", channel) in r)
     assert [data for data, _ in results] == [*lines, b""]
     channel.close()
+
+
+class _TimesOut(TestChannel):
+    """A channel whose next read is interrupted by a handler raising
+    ``TimeoutError()`` (no errno: the application's, not the OS's)."""
+
+    armed = False
+
+    def _receive(self, size: int) -> bytes:
+        if self.armed:
+            self.armed = False
+            raise TimeoutError("the application's own timeout")
+        return super()._receive(size)
+
+
+def test_an_oserror_without_errno_propagates_and_never_closes_the_channel(
+    poller: Poller,
+) -> None:
+    channel = _TimesOut()
+    poller.register(channel)
+    channel.put(b"kept")
+    channel.armed = True
+    with pytest.raises(TimeoutError):
+        poll_until(poller, bool)
+    assert poll_until(poller, bool) == [(b"kept", channel)]  # not closed
+    channel.close()
+
+
+def test_results_survive_a_raise_while_they_are_handed_out(poller: Poller) -> None:
+    """A handler raising while poll() builds its list (the 0.2 tuples, the
+    events) loses nothing: the next call returns them."""
+    channel = TestChannel(buffering="line")
+    poller.register(channel)
+    channel.put(b"one\ntwo\n")
+
+    def interrupted_view(collected: list) -> list:
+        raise Interrupted()
+
+    deadline = time.monotonic() + DEADLINE
+    while not poller._registry.results:  # (read, not yet handed out)
+        assert time.monotonic() < deadline
+        with pytest.raises(Interrupted):
+            poller._collect(0.01, interrupted_view)
+    assert poller.poll(0) == [(b"one\n", channel), (b"two\n", channel)]
+    channel.close()
