@@ -71,6 +71,11 @@ def peers() -> Iterator[List["subprocess.Popen[bytes]"]]:
         process.wait(DEADLINE)
 
 
+def _listen(port: int) -> str:
+    """socat's address for a server on 127.0.0.1:port."""
+    return f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr"
+
+
 def _peer(peers: List["subprocess.Popen[bytes]"], *args: str, port: int) -> None:
     process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     peers.append(process)
@@ -121,9 +126,7 @@ def test_a_download_into_a_slow_stdout_reader_is_byte_exact(
     data, path = _payload(tmp_path)
     port = _free_port()
     assert SOCAT is not None
-    _peer(
-        peers, SOCAT, "-u", f"FILE:{path}", f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr", port=port
-    )
+    _peer(peers, SOCAT, "-u", f"FILE:{path}", _listen(port), port=port)
     client = _connect(port, subprocess.DEVNULL)
     got = bytearray()
     reader = threading.Thread(target=_read_slowly, args=(client.stdout, got))
@@ -144,7 +147,7 @@ def test_stdin_through_an_echo_server_comes_back_byte_exact(
     data, path = _payload(tmp_path, ECHO_SIZE)
     port = _free_port()
     assert SOCAT is not None
-    _peer(peers, SOCAT, f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr", "EXEC:cat", port=port)
+    _peer(peers, SOCAT, _listen(port), "EXEC:cat", port=port)
     out_path = os.path.join(tmp_path, "out.bin")
     with open(out_path, "wb") as out:
         if stdin_kind == "file":
@@ -179,7 +182,7 @@ def test_stdin_from_dev_null_ends_the_session_cleanly(
 ) -> None:
     port = _free_port()
     assert SOCAT is not None
-    _peer(peers, SOCAT, f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr", "EXEC:cat", port=port)
+    _peer(peers, SOCAT, _listen(port), "EXEC:cat", port=port)
     with open(os.devnull, "rb") as null:
         client = _connect(port, null)
         code, err = _finished(client)
@@ -192,7 +195,7 @@ def test_stdin_from_a_tty_works_and_ctrl_d_ends_it(
 ) -> None:
     port = _free_port()
     assert SOCAT is not None
-    _peer(peers, SOCAT, f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr", "EXEC:cat", port=port)
+    _peer(peers, SOCAT, _listen(port), "EXEC:cat", port=port)
     master, slave = pty.openpty()
     try:
         client = _connect(port, slave)
@@ -218,7 +221,7 @@ def test_a_server_that_stops_reading_and_closes_is_one_line_and_exit_1(
         peers,
         SOCAT,
         "-u",
-        f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr",
+        _listen(port),
         "SYSTEM:head -c 1000 >/dev/null",
         port=port,
     )
@@ -273,7 +276,8 @@ def test_a_server_that_resets_is_one_line_and_exit_1(
             source.close()  # type: ignore[union-attr]
     server.join(DEADLINE)
     assert code == 1
-    assert (err.count(b"\n") == 1 and b"reset" in err.lower()) or b"broke" in err, err
+    # (which syscall sees the reset first varies: recv, send or shutdown)
+    assert err.count(b"\n") == 1 and err.startswith(b"channels connect: "), err
 
 
 @needs_socat
@@ -285,7 +289,7 @@ def test_a_stdout_reader_that_goes_away_is_one_line_and_exit_1(
     _peer(
         peers,
         SOCAT,
-        f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr",
+        _listen(port),
         "SYSTEM:head -c 50000000 /dev/zero",
         port=port,
     )

@@ -12,28 +12,18 @@ otherwise. Every selector class, in steady state (the audit not just run).
 import os
 import socket
 import time
-from typing import Callable, List, Tuple
+from typing import Callable, List
 
 import pytest
 
 from channels import ChannelClosed, CloseReason, DataReceived, Poller, PollEvent, SocketChannel
 from channels._audit import CHECK_INTERVAL
 
-from .conftest import events_until, posix_only
+from .conftest import events_until, posix_only, socketpair_on_fd
 
 pytestmark = posix_only
 
 STRANGER = b"someone else's data"
-
-
-def _take_number(fd: int) -> Tuple[socket.socket, socket.socket]:
-    """A new socketpair whose first socket has the number ``fd`` (free now)."""
-    first, second = socket.socketpair()
-    if first.fileno() != fd:
-        os.dup2(first.fileno(), fd)
-        first.close()
-        first = socket.socket(fileno=fd)
-    return first, second
 
 
 def _steady(poller: Poller) -> None:
@@ -63,7 +53,7 @@ def test_closed_through_the_socket_object_it_is_never_read_again(
         target.poll(0)  # one budget read: more waits, read next time without select()
     fd = mine.fileno()
     mine.close()  # through the object
-    new, peer = _take_number(fd)
+    new, peer = socketpair_on_fd(fd)
     peer.sendall(STRANGER)
     events = events_until(target, lambda got: any(isinstance(e, ChannelClosed) for e in got))
     assert _stranger_data(events) == []
@@ -87,7 +77,7 @@ def test_raw_close_mid_budget_is_not_read_as_the_new_files_data(
     poller.poll(0)  # one budget read; the channel is read again without select()
     fd = mine.fileno()
     os.close(fd)  # raw: the socket object still believes it owns the number
-    new, peer = _take_number(fd)
+    new, peer = socketpair_on_fd(fd)
     peer.sendall(STRANGER)
     events = poller.poll_events(0)
     assert _stranger_data(events) == []
@@ -114,7 +104,7 @@ def test_a_raw_close_is_reported_by_the_audit_within_its_interval(
     fd = mine.fileno()
     os.close(fd)
     mine.detach()
-    new, peer = _take_number(fd)
+    new, peer = socketpair_on_fd(fd)
     started = time.monotonic()
     events = events_until(poller, lambda got: any(isinstance(e, ChannelClosed) for e in got))
     assert time.monotonic() - started < CHECK_INTERVAL + 1.0
