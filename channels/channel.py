@@ -245,19 +245,19 @@ class PipeChannel(Channel):
     def _release(self) -> None:
         faucet, sink = self._faucet, self._sink
         self._faucet = self._sink = -1
+        two = sink >= 0 and sink != faucet
         # Modes are restored, but not by a forked child: they belong to file
-        # descriptions it shares with its parent.
-        restore = sys.platform != "win32" and not self._inherited()
-        if faucet >= 0:
-            if self._faucet_was_blocking and restore:
-                # A bad fd is reported by _close_fd just below.
+        # descriptions it shares with its parent. (A bad fd: _close_fd says so.)
+        if sys.platform != "win32" and not self._inherited():
+            if faucet >= 0 and self._faucet_was_blocking:
                 with contextlib.suppress(OSError):
                     os.set_blocking(faucet, True)
-            _close_fd(faucet, "PipeChannel faucet")
-        if sink >= 0 and sink != faucet:
-            if self._sink_was_blocking and not self._sink_blocking and restore:
+            if two and self._sink_was_blocking and not self._sink_blocking:
                 with contextlib.suppress(OSError):
                     os.set_blocking(sink, True)
+        if faucet >= 0:
+            _close_fd(faucet, "PipeChannel faucet")
+        if two:
             _close_fd(sink, "PipeChannel sink")
 
     def get_fd(self) -> int:
