@@ -233,3 +233,45 @@ def test_a_half_closed_peer_gets_the_reply_of_a_close(
     assert got == PAYLOAD
     assert _closed(more) == []
     assert not channel.closing
+
+
+def test_flush_after_close_waits_for_the_background_delivery(
+    make_channel: Maker, make_poller: Callable[..., Poller]
+) -> None:
+    channel, peer = make_channel("bytes")
+    poller = make_poller()
+    poller.register(channel)
+    _close_with_output(channel)
+    if not channel.closing:  # all went at once: the close is over, flush() refuses
+        with pytest.raises(EndpointClosedException):
+            channel.flush(0)
+        return
+    got = bytearray()
+
+    def read_all() -> None:
+        deadline = time.monotonic() + DEADLINE
+        while len(got) < len(PAYLOAD) and time.monotonic() < deadline:
+            got.extend(peer.take()[0])
+            time.sleep(0.001)
+
+    reader = threading.Thread(target=read_all)
+    reader.start()
+    assert channel.flush(DEADLINE) is True  # no poll() meanwhile: flush() delivered it
+    reader.join(DEADLINE)
+    assert bytes(got) == PAYLOAD
+    events = events_until(poller, lambda got: bool(_closed(got)))
+    assert _closed(events) == [ChannelClosed(channel, CloseReason.CLOSED_LOCALLY, 0)]
+
+
+def test_abort_cuts_a_background_close_short(
+    make_channel: Maker, make_poller: Callable[..., Poller]
+) -> None:
+    channel, _ = make_channel("bytes")
+    poller = make_poller()
+    poller.register(channel)
+    queued = _close_with_output(channel)
+    channel.abort()
+    assert not channel.closing and channel.undelivered == queued
+    events = events_until(poller, lambda got: bool(_closed(got)))
+    assert _closed(events) == [ChannelClosed(channel, CloseReason.CLOSED_LOCALLY, queued)]
+    assert poller.poll(0.05) == []
