@@ -365,7 +365,7 @@ def test_the_hub_never_stalls_on_a_closing_client(peers: List["subprocess.Popen[
     rude.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     try:
         flood = b"y" * 1000 + b"\n"
-        rude.settimeout(DEADLINE)
+        rude.settimeout(40)  # (a slow interpreter under load: the hub reads 10 MB)
         for _ in range(10_000):  # 10 MB of echoes it never reads: past the buffers
             rude.sendall(flood)
         rude.shutdown(socket.SHUT_WR)
