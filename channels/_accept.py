@@ -13,6 +13,7 @@ import socket
 import time
 from typing import Any, Callable, Optional
 
+from ._errors import not_from_the_os
 from ._records import Server, Watched
 from ._registry import Registry
 from .channel import check_stream_socket, is_listening
@@ -111,13 +112,16 @@ class Acceptor:
             try:
                 watched = take(server, sock, address)
             except (OSError, ValueError) as exc:  # gone already, or past select()'s limit
-                if isinstance(exc, OSError) and exc.errno is None:
+                if not_from_the_os(exc):
                     sock.close()
                     raise
                 _LOGGER.warning("closing a client of %r at once: %s", server.sock, exc)
                 sock.close()
                 continue
-            except Exception:
+            except Exception as exc:
+                if not_from_the_os(exc):
+                    sock.close()
+                    raise
                 _LOGGER.exception(
                     "dropping a client of %r: it could not be registered", server.sock
                 )

@@ -16,28 +16,18 @@ channels`` works on Windows; the subclasses in ``channels.channel`` do the IO.
 """
 
 import abc
-import contextlib
 import logging
-from typing import Callable, ClassVar, List, Optional, Tuple, TypeVar
+from typing import Any, Callable, ClassVar, List, Optional, Tuple, TypeVar
 
 from . import _checks
-from ._errors import EndpointClosedException, LineTooLong
 from ._fds import current_pid
-from ._framers import bulk_framer
+from ._framers import intake
 from ._outbox import Outbox, deliver
-from ._protocols import AGAIN, DRAINED, MORE
+from ._reading import MAX_READ_PER_CALL, READ_SIZE, ReadingSide
 from ._writing import DEFAULT_HIGH_WATER, WritingSide
 from .buffering import BufferingArg, as_buffering
 
 __all__ = ["DEFAULT_HIGH_WATER", "DEFAULT_LINGER", "MAX_READ_PER_CALL", "READ_SIZE", "Channel"]
-
-READ_SIZE = 64 * 1024
-"""Bytes asked of the OS per read syscall."""
-
-MAX_READ_PER_CALL = 256 * 1024
-"""A ``read()`` stops asking the OS for more once it got this much, so one
-call returns in bounded time even from a peer that never stops sending; it
-is also a ``Poller``'s default read budget per channel per ``poll()``."""
 
 DEFAULT_LINGER = 5.0
 """Seconds ``close()`` waits for a reader that makes no progress before it
@@ -48,7 +38,7 @@ _Self = TypeVar("_Self", bound="Channel")
 _LOGGER = logging.getLogger("channels.channel")
 
 
-class Channel(WritingSide, abc.ABC):
+class Channel(ReadingSide, WritingSide, abc.ABC):
     """Base class of channels: framing and zero-loss writes for free.
 
     A subclass implements ``_read()`` (return the bytes available now, ``b''``
@@ -67,14 +57,6 @@ class Channel(WritingSide, abc.ABC):
     bounds how long ``close()`` waits for a reader that makes no progress.
     """
 
-    _short_read_drains: ClassVar[bool] = False
-    """True when a read that got less than it asked for had all there was (a
-    stream socket or a pipe): the read that would say so is saved."""
-
-    _reading_breaks_writing: ClassVar[bool] = False
-    """True when a failed read means the connection is gone both ways (a
-    socket): the queued output is dropped, and counted, at once."""
-
     _background_close: ClassVar[bool] = True
     """False for a subclass with its own ``close()``: it releases its fds
     right after ``super().close()``, so that must not return before the
@@ -84,11 +66,6 @@ class Channel(WritingSide, abc.ABC):
         super().__init_subclass__(**kwargs)
         if "close" in cls.__dict__:
             cls._background_close = False
-        if "_read" in cls.__dict__ and "_receive" not in cls.__dict__:
-            # A subclass with its own _read() (a 0.2 one, TestChannel) is read
-            # through it, until it says there is nothing more.
-            setattr(cls, "_receive", Channel._receive)  # noqa: B010 (mypy: no method assignment)
-            cls._short_read_drains = False
 
     def __init__(
         self,
@@ -99,7 +76,10 @@ class Channel(WritingSide, abc.ABC):
     ) -> None:
         strategy = as_buffering(buffering)
         self._buffering = strategy.name
-        self._framer = bulk_framer(strategy.new_framer())
+        self._framer = intake(strategy.new_framer())
+        # Frames read() took from the framer: held[0][0][_at:] comes next.
+        self._held: List[Tuple[List[bytes], Any]] = []
+        self._at = 0
         self._high_water = _checks.whole_number(high_water, "high_water (bytes)", 1)
         self._low_water: Optional[int] = None
         self._linger = _checks.seconds(linger, "linger")
@@ -111,6 +91,8 @@ class Channel(WritingSide, abc.ABC):
         self._close_agents: List[Callable[[], bool]] = []
         # close() left the rest of the delivery to an agent, which is not done.
         self._handed_over = False
+        # closed, but a raise came before its fds were released for sure.
+        self._unreleased = False
         self._pid = current_pid()  # (a forked child's copy must leave the fds alone)
         self._outbox = Outbox()
         # write_eof(): 1 once asked for, 2 once the write side was shut.
@@ -135,115 +117,13 @@ class Channel(WritingSide, abc.ABC):
     def linger(self, value: float) -> None:
         self._linger = _checks.seconds(value, "linger")
 
-    # -- reading ------------------------------------------------------------
-
-    def read(self) -> bytes:
-        """Return the next frame without blocking; ``b''`` when there is none.
-
-        After the other end closed, or after ``close()``, the frames still
-        buffered are returned one by one (with line buffering, the final
-        partial line last); then ``EndpointClosedException`` is raised.
-        ``LineTooLong`` (an ``EndpointClosedException``) is raised once when a
-        line passes the strategy's limit; the channel is finished then.
-        """
-        framer = self._framer
-        try:
-            frame = framer.next_frame()
-            if frame is not None:
-                return frame
-            if self._end is None:
-                self._fill(MAX_READ_PER_CALL, False)
-                frame = framer.next_frame()
-                if frame is not None:
-                    return frame
-                if self._end is None:
-                    return b""
-        except LineTooLong as exc:
-            raise self._line_too_long(exc) from None
-        raise self._ended()
-
-    def read_frames(self, max_bytes: int) -> Tuple[List[bytes], int]:
-        """Every complete frame available now, oldest first, and what may follow.
-
-        ``read()`` called until it returns ``b''``, reading at most
-        ``max_bytes`` from the OS, with no Python call per frame (what a
-        ``Poller`` uses). The second item is ``DRAINED`` (the OS had nothing
-        more), ``MORE`` (``max_bytes`` were read: more may be waiting) or
-        ``AGAIN`` (reading ended, or the framer found an error: call again to
-        learn it). Raises as ``read()`` does once no frame is left.
-        """
-        framer = self._framer
-        if self._end is not None:
-            state = AGAIN
-        elif self._fill(max_bytes, self._short_read_drains):
-            state = DRAINED
-        else:
-            state = MORE
-        try:
-            frames = framer.take_frames()
-        except LineTooLong as exc:
-            raise self._line_too_long(exc) from None
-        if self._end is not None or framer.error_waiting:
-            if not frames:
-                if self._end is None:  # the framer's error: take_frames() raises it
-                    return self.read_frames(max_bytes)
-                raise self._ended()
-            return frames, AGAIN
-        return frames, state
-
-    def _line_too_long(self, exc: LineTooLong) -> LineTooLong:
-        error = LineTooLong(exc.max_length, exc.length, source=f"read from {self!r}")
-        self._end_reading(str(error), error)
-        return error
-
-    def _ended(self) -> EndpointClosedException:
-        error = EndpointClosedException(f"read from {self!r}: {self._end}")
-        error.__cause__ = self._end_cause
-        return error
-
-    def _fill(self, max_bytes: int, short_read_drains: bool) -> bool:
-        """Feed the framer until the OS has nothing more now, or reading ended,
-        or ``max_bytes`` were fed; True if the OS had nothing more.
-
-        Reading on until the OS has nothing left is what lets one call see both
-        a final partial line and the close behind it.
-        """
-        framer = self._framer
-        total = 0
-        while total < max_bytes:
-            # (not min(): a builtin call costs more than the test, per read)
-            size = READ_SIZE if max_bytes - total > READ_SIZE else max_bytes - total
-            try:
-                data = self._receive(size)
-            except EndpointClosedException as exc:
-                self._end_reading(str(exc) or "the other end closed", exc.__cause__)
-                return True
-            if not data:
-                return True
-            framer.feed(data)
-            total += len(data)
-            if short_read_drains and len(data) < size:
-                return True
-        return False
-
-    def _end_reading(self, why: str, cause: Optional[BaseException]) -> None:
-        if self._end is None:
-            if self._reading_breaks_writing and not self._closed:
-                cause = self._outbox.settle_end(cause, self._send)
-            self._end = why
-            self._end_cause = cause
-            self._framer.feed_eof()
-
-    def _receive(self, size: int) -> bytes:
-        """One read of at most ``size`` bytes (``b''`` if none now); raise
-        ``EndpointClosedException`` at end of stream. Subclasses that can read
-        a given size override it; by default it calls ``_read()``."""
-        return self._read()
-
     @abc.abstractmethod
     def _read(self) -> bytes:
         """Return the bytes the OS has now (``b''`` if none); raise
         ``EndpointClosedException`` at end of stream."""
+
+    def _settle_writing(self, cause: Optional[BaseException]) -> Optional[BaseException]:
+        return self._outbox.settle_end(cause, self._send_into)
 
     # -- closing ------------------------------------------------------------
 
@@ -258,9 +138,12 @@ class Channel(WritingSide, abc.ABC):
         data, and gives up once it took nothing for ``linger`` seconds. What
         is dropped is logged as a warning and counted in ``undelivered``.
         Frames already read stay readable; ``write()`` raises from now on.
-        Then the close callbacks run and the fds are released.
+        Then the close callbacks run and the fds are released. If a signal
+        handler's exception came out of it, call it again: it finishes.
         """
         if self._closed:
+            if self._unreleased and not self._handed_over:
+                self._finish()  # (a raise cut the last close short)
             return
         if self._inherited():  # the parent delivers its own copy of the queue
             self._outbox.drop()
@@ -271,6 +154,7 @@ class Channel(WritingSide, abc.ABC):
                 return
             if deliver([self]):
                 outbox.drop()
+        self._unreleased = True
         self._closed = True
         self._finish()
 
@@ -284,16 +168,23 @@ class Channel(WritingSide, abc.ABC):
         return False
 
     def _finish(self) -> None:
-        """The end of a close: reading ends, the watchers hear, the fds go."""
+        """The end of a close: reading ends, the watchers hear, the fds go.
+        Done again after a raise, it does what is left (a callback may run
+        twice, none is skipped)."""
+        self._unreleased = True
         self._handed_over = False
         try:
             self._end_reading("the channel was closed", None)
             self._outbox.announce()
-            callbacks, self._close_callbacks = self._close_callbacks, []
-            for callback in callbacks:
+            callbacks = self._close_callbacks
+            while callbacks:
+                callback = callbacks[0]
                 callback()
+                if callbacks and callbacks[0] is callback:  # (unless it removed itself)
+                    del callbacks[0]
         finally:
             self._release()
+        self._unreleased = False
 
     def _inherited(self) -> bool:
         """True in a child forked after this channel was made: it closes its
@@ -326,7 +217,7 @@ class Channel(WritingSide, abc.ABC):
 
     def remove_close_agent(self, agent: Callable[[], bool]) -> None:
         """Withdraw the offer; does nothing if ``agent`` was not added."""
-        with contextlib.suppress(ValueError):
+        if agent in self._close_agents:
             self._close_agents.remove(agent)
 
     def finish_close(self) -> None:
@@ -364,5 +255,5 @@ class Channel(WritingSide, abc.ABC):
 
     def remove_close_callback(self, callback: Callable[[], None]) -> None:
         """Forget ``callback``; does nothing if it was not added."""
-        with contextlib.suppress(ValueError):
+        if callback in self._close_callbacks:
             self._close_callbacks.remove(callback)

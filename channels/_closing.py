@@ -25,6 +25,7 @@ from typing import List, Optional
 from ._errors import BAD_CHANNEL_ERRORS, EndpointClosedException, not_from_the_os
 from ._fds import current_pid
 from ._outbox import deliver
+from ._protocols import AGAIN
 from ._records import State, Watched
 from ._registry import UNFINISHED, Registry
 
@@ -56,13 +57,10 @@ def report_pending(registry: Registry, budget: int) -> None:
 
 def _read_to_the_end(registry: Registry, watched: Watched, budget: int) -> None:
     channel = watched.channel
-    results = registry.results
     try:
-        data = channel.read()
-        while data:
-            results.append(([data], channel))
-            budget -= len(data)
-            data = channel.read() if budget > 0 else b""
+        state = AGAIN
+        while state == AGAIN:  # (AGAIN: the end, or an error, is what the next call gives)
+            state = watched.read_into(registry.results, budget)
     except EndpointClosedException:
         pass  # the end: its report follows
     except BAD_CHANNEL_ERRORS as exc:
@@ -133,7 +131,9 @@ def finish_now(registry: Registry, watched: Watched) -> None:
     if finisher is not None:
         try:
             finisher.finish_close()
-        except Exception:
+        except Exception as exc:
+            if not_from_the_os(exc):
+                raise
             _LOGGER.exception("closing %r failed", watched.channel)
     registry.move(watched, "closed")  # for a channel that does not call back
 
@@ -145,7 +145,9 @@ def _close_itself(registry: Registry, watched: Watched, queued: int) -> None:
         closer.abort()
     try:
         watched.channel.close()
-    except Exception:
+    except Exception as exc:
+        if not_from_the_os(exc):
+            raise
         _LOGGER.exception("closing %r failed", watched.channel)
     if not watched.taken:
         registry.move(watched, "closed")  # for a channel that does not call back

@@ -25,6 +25,8 @@ When the end is gone because the OS said so, the ``OSError`` is chained as
 ``__cause__``.
 """
 
+import signal
+
 __all__ = [
     "BAD_CHANNEL_ERRORS",
     "ChannelError",
@@ -32,6 +34,7 @@ __all__ = [
     "LineTooLong",
     "WriteBufferFullError",
     "not_from_the_os",
+    "raised_by_a_signal_handler",
 ]
 
 BAD_CHANNEL_ERRORS = (OSError, ValueError, KeyError)
@@ -41,11 +44,37 @@ than raising, so one bad channel cannot stop a server."""
 
 
 def not_from_the_os(exc: BaseException) -> bool:
-    """True for an exception no syscall raised: an ``OSError`` without an
-    errno (``raise TimeoutError`` in a ``SIGALRM`` handler, say) is the
-    application's own, and propagates instead of being taken for a broken
-    connection or channel."""
-    return isinstance(exc, OSError) and exc.errno is None
+    """True for an exception that is the application's own, not the OS's nor
+    a channel's: an ``OSError`` without an errno (``raise TimeoutError`` in a
+    ``SIGALRM`` handler, say), or anything a signal handler raised. It
+    propagates instead of being taken for a broken connection or channel.
+    (Only called on error paths: it looks at the handlers installed.)"""
+    if isinstance(exc, OSError) and exc.errno is None:
+        return True
+    return raised_by_a_signal_handler(exc)
+
+
+def raised_by_a_signal_handler(exc: BaseException) -> bool:
+    """True if a Python signal handler installed now is in ``exc``'s traceback."""
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    codes = set()
+    for signum in signal.valid_signals():
+        try:
+            handler = signal.getsignal(signum)
+        except ValueError:  # (a number the platform lists but will not look up)
+            continue
+        code = getattr(handler, "__code__", None) or getattr(
+            getattr(handler, "__func__", None), "__code__", None
+        )
+        if code is not None:
+            codes.add(code)
+    while tb is not None:
+        if tb.tb_frame.f_code in codes:
+            return True
+        tb = tb.tb_next
+    return False
 
 
 class ChannelError(Exception):

@@ -1,19 +1,25 @@
-"""File descriptor probes: is it open, what is it, can it be read or written now.
+"""File descriptor probes and the syscalls a signal handler must not cut in two.
 
-Standard library only, no state. Windows sockets are not fds to ``os.fstat``,
+Is an fd open, what is it, can it be read or written now; and the reads and
+closes that keep their result in one C call (``receive_into``,
+``close_each``). Standard library only, no state. Windows sockets are not fds to ``os.fstat``,
 and Windows has no ``select.poll()``: each helper says what it does there.
 Waiting here never allocates an fd (``select.poll()`` objects are not fds),
 so a process that ran out of fds can still deliver its queued output.
 """
 
+import collections
+import itertools
+import logging
 import os
 import select
 import selectors
 import stat
 import sys
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from ._checks import MAX_WAIT
+from ._errors import EndpointClosedException, not_from_the_os
 
 __all__ = [
     "POSIX_SELECT_LIMIT",
@@ -21,12 +27,18 @@ __all__ = [
     "FdWaiter",
     "Identity",
     "check_select_limit",
+    "close_each",
     "current_pid",
     "fd_is_open",
     "fd_ready",
     "identity_of",
     "is_always_ready",
+    "receive",
+    "receive_into",
+    "restore_blocking",
 ]
+
+_LOGGER = logging.getLogger("channels.channel")
 
 Identity = Optional[Tuple[int, int]]
 """What an fd refers to, (device, inode); None when it is closed (or on Windows)."""
@@ -177,3 +189,67 @@ def check_select_limit(selector: selectors.BaseSelector, fd: int, what: object) 
             f"cannot register {what!r}: select() takes fds below {POSIX_SELECT_LIMIT}"
             f" (FD_SETSIZE), not {fd}; use the default selector or PollSelector"
         )
+
+
+def receive(recv: Callable[[int], bytes], size: int, at_eof: str) -> bytes:
+    """One read syscall of at most ``size`` bytes: the bytes there are,
+    ``b''`` if none yet (``receive_into()`` without the inbox)."""
+    inbox: List[bytes] = []
+    receive_into(inbox, map(recv, (size,)), at_eof)
+    return inbox[0] if inbox else b""
+
+
+def receive_into(inbox: List[bytes], reading: Iterator[bytes], at_eof: str) -> int:
+    """One read syscall, appended to ``inbox``; return how many bytes came.
+
+    ``reading`` is ``map(syscall, args...)`` yielding that one read: running
+    it inside ``list.extend()`` makes the read and the keeping of its result
+    one C call, so a signal handler, which CPython runs only between
+    bytecodes, cannot come in between and lose what the OS handed over.
+    The one translator of read errors: an ``OSError`` means that end is gone.
+    """
+    try:
+        inbox.extend(reading)
+    except BlockingIOError:
+        return 0
+    except OSError as exc:
+        if exc.errno is None:  # a signal handler's, not the OS's: it propagates
+            raise
+        raise EndpointClosedException(f"reading failed: {exc}") from exc
+    got = len(inbox[-1])
+    if not got:
+        del inbox[-1]
+        raise EndpointClosedException(at_eof)
+    return got
+
+
+def restore_blocking(fd: int) -> None:
+    """Make ``fd`` blocking again (an error: closing it will say so)."""
+    try:
+        os.set_blocking(fd, True)
+    except OSError as exc:  # a bad fd: closing it says so
+        if not_from_the_os(exc):
+            raise
+
+
+_DRAIN: Callable[[Iterable[None]], None] = collections.deque[None](maxlen=0).extend
+"""Runs an iterator to its end in C."""
+
+
+def close_each(fds: List[int], owner: str, count: int = -1) -> None:
+    """Close the last ``count`` fds of ``fds`` (all: -1), removing them.
+
+    Each leaves the list and is closed in one C call, so a signal handler
+    raising in here neither leaves one open nor has one closed twice (by
+    then its number may be someone else's): call it again to finish."""
+    while fds and count:
+        count -= 1
+        fd = fds[-1]
+        try:
+            _DRAIN(map(os.close, itertools.islice(iter(fds.pop, None), 1)))
+        except OSError as exc:
+            if not_from_the_os(exc):
+                raise
+            # Closed either way; most likely closed behind the channel's
+            # back, which the application should hear about.
+            _LOGGER.warning("closing fd %d of %s failed: %s", fd, owner, exc)

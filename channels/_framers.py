@@ -2,18 +2,18 @@
 
 No IO in this module: a framer is fed bytes and end-of-stream, and hands out
 complete frames. The strategies in ``channels.buffering`` make them, one
-fresh framer per channel. A channel reads through one framer object only:
-``bulk_framer()`` gives a framer that has just ``next_frame()`` the bulk
-methods too (``OneByOne``), so ``read()`` and a Poller's ``read_frames()``
-see the same frames and the same errors.
+fresh framer per channel. A channel reads through one framer object only,
+an ``Intake``: the built-in framers are one, ``intake()`` wraps any other
+(``OneByOne``), so ``read()`` and a Poller's ``read_frames_into()`` see the
+same frames and the same errors.
 """
 
 import sys
-from typing import List, Optional, Protocol, cast, runtime_checkable
+from typing import Any, List, Optional, Protocol, Tuple, runtime_checkable
 
-from ._errors import LineTooLong
+from ._errors import LineTooLong, raised_by_a_signal_handler
 
-__all__ = ["BulkFramer", "BytesFramer", "Framer", "LineFramer", "OneByOne", "bulk_framer"]
+__all__ = ["BulkFramer", "BytesFramer", "Framer", "Intake", "LineFramer", "OneByOne", "intake"]
 
 
 @runtime_checkable
@@ -61,52 +61,115 @@ class BulkFramer(Framer, Protocol):
         ...
 
 
-class OneByOne:
-    """A ``BulkFramer`` over a framer that only has ``next_frame()``.
+Frames = List[bytes]
+Out = List[Tuple[Frames, Any]]
+"""Where ``take_into()`` puts frames: ``(frames, owner)`` pairs, one per call."""
 
-    ``take_frames()`` calls it until it has no frame; an error after some
-    frames is held and raised by the next call (of either method), so the
-    frames before it are not lost and the error is not either.
+
+def _flat(out: Out) -> List[bytes]:
+    """The frames of ``take_into()``'s pairs, in order."""
+    return out[0][0] if len(out) == 1 else [frame for frames, _ in out for frame in frames]
+
+
+class Intake(Protocol):
+    """What a channel reads through: a framer with an ``inbox`` the channel
+    appends raw chunks to (the read syscall and the keeping of its result
+    are one C call, so a signal handler cannot come in between), and a
+    ``take_into()`` that moves complete frames to the caller's list."""
+
+    inbox: List[bytes]
+    """Chunks read but not framed yet, oldest first (an empty one means nothing)."""
+
+    def take_into(self, out: Out, owner: object) -> None:
+        """Frame what the inbox holds and append ``(frames, owner)`` to ``out``
+        (nothing if no frame is complete). Raises a framing error once the
+        frames before it were taken, as ``BulkFramer.take_frames()`` does."""
+        ...
+
+    def feed_eof(self) -> None:
+        """Mark the end of the stream."""
+        ...
+
+    @property
+    def error_waiting(self) -> bool:
+        """True when the next ``take_into()`` raises the error it found."""
+        ...
+
+
+class OneByOne:
+    """An ``Intake`` over any framer (one with only ``next_frame()`` too).
+
+    Chunks are fed to the framer one by one; an error after some frames is
+    held and raised by the next call, so the frames before it are not lost
+    and the error is not either. A custom framer runs Python code between
+    the library's steps: a signal handler raising in there may repeat a
+    chunk to it or lose frames it handed out (README: Signals).
     """
 
-    __slots__ = ("_error", "_framer")
+    __slots__ = ("_bulk", "_error", "_framer", "inbox")
 
     def __init__(self, framer: Framer) -> None:
         self._framer = framer
+        # (hasattr, not isinstance: a runtime protocol check is slow per client)
+        bulk = hasattr(framer, "take_frames") and hasattr(framer, "error_waiting")
+        self._bulk: Optional[BulkFramer] = framer if bulk else None  # type: ignore[assignment]
         self._error: Optional[Exception] = None
+        self.inbox: List[bytes] = []
 
     def feed(self, data: bytes) -> None:
         """Pass ``data`` on to the framer."""
-        self._framer.feed(data)
+        self.inbox.append(data)
 
     def feed_eof(self) -> None:
         """Pass the end of the stream on to the framer."""
+        self._absorb()
         self._framer.feed_eof()
 
     def next_frame(self) -> Optional[bytes]:
         """The held error, if any, else the framer's next frame."""
         self._raise_held()
+        self._absorb()
         return self._framer.next_frame()
 
     @property
     def error_waiting(self) -> bool:
         """True when the next call raises the error the framer raised."""
-        return self._error is not None
+        return self._error is not None or (self._bulk is not None and self._bulk.error_waiting)
 
     def take_frames(self) -> List[bytes]:
         """Every frame the framer has now; an error after some waits."""
+        out: Out = []
+        self.take_into(out, None)
+        return _flat(out)
+
+    def take_into(self, out: Out, owner: object) -> None:
+        """``take_frames()`` into ``out`` as one ``(frames, owner)``."""
         self._raise_held()
-        frames: List[bytes] = []
+        self._absorb()
+        if self._bulk is not None:
+            frames = self._bulk.take_frames()
+            if frames:
+                out += ((frames, owner),)
+            return
+        frames = []
         try:
             frame = self._framer.next_frame()
             while frame is not None:
                 frames.append(frame)
                 frame = self._framer.next_frame()
         except Exception as exc:
-            if not frames:
+            if not frames or raised_by_a_signal_handler(exc):
                 raise
             self._error = exc
-        return frames
+        if frames:
+            out += ((frames, owner),)
+
+    def _absorb(self) -> None:
+        inbox = self.inbox
+        while inbox:
+            if inbox[0]:
+                self._framer.feed(inbox[0])
+            del inbox[0]
 
     def _raise_held(self) -> None:
         if self._error is not None:
@@ -114,39 +177,49 @@ class OneByOne:
             raise error
 
 
-def bulk_framer(framer: Framer) -> BulkFramer:
-    """``framer`` itself if it has the bulk methods, else a ``OneByOne`` over it."""
-    # (hasattr, not isinstance: a runtime protocol check is slow per client)
-    if hasattr(framer, "take_frames") and hasattr(framer, "error_waiting"):
-        return cast(BulkFramer, framer)
+def intake(framer: Framer) -> Intake:
+    """``framer`` itself if it is one of ours (an ``Intake``), else a
+    ``OneByOne`` over it."""
+    if isinstance(framer, (BytesFramer, LineFramer)):
+        return framer
     return OneByOne(framer)
 
 
 class BytesFramer:
     """Frames are all bytes buffered so far, in one piece."""
 
-    __slots__ = ("_chunks",)
+    __slots__ = ("inbox",)
 
     def __init__(self) -> None:
-        self._chunks: List[bytes] = []
+        self.inbox: List[bytes] = []
 
     def feed(self, data: bytes) -> None:
-        self._chunks.append(data)
+        self.inbox.append(data)
 
     def feed_eof(self) -> None:
         pass
 
     def next_frame(self) -> Optional[bytes]:
-        chunks = self._chunks
-        if not chunks:
-            return None
-        frame = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        chunks.clear()
-        return frame
+        out: Out = []
+        self.take_into(out, None)
+        frames = _flat(out)
+        return frames[0] if frames else None
 
     def take_frames(self) -> List[bytes]:
-        frame = self.next_frame()
-        return [] if frame is None else [frame]
+        out: Out = []
+        self.take_into(out, None)
+        return _flat(out)
+
+    def take_into(self, out: Out, owner: object) -> None:
+        inbox = self.inbox
+        count = len(inbox)
+        if not count:
+            return
+        frame = inbox[0] if count == 1 else b"".join(inbox)
+        if frame:
+            # (no call from here to the end: a signal handler cannot come in between)
+            out += (([frame], owner),)
+        del inbox[:count]
 
     @property
     def error_waiting(self) -> bool:
@@ -156,15 +229,19 @@ class BytesFramer:
 class LineFramer:
     """Frames are delimiter-terminated lines; the tail counts at end of stream.
 
-    Complete lines are cut in bulk: one reverse search for the last delimiter
-    in the buffer, one ``split`` of everything before it; ``take_frames()``
-    hands out that list as it is, ``next_frame()`` steps through it. The
-    partial tail stays in the
-    buffer, and ``_searched`` remembers how far a search got without finding
-    a delimiter, so a long line arriving in many small chunks is not rescanned
-    from its start. A line longer than ``max_length`` (delimiter not counted)
-    raises ``LineTooLong`` once the lines before it were taken; the buffer is
-    then dropped and the framer takes no more data.
+    Chunks wait in ``inbox`` until frames are taken, then are framed one at
+    a time: a chunk that ends a line, with no partial line before it, is cut
+    as it is (the hot path: one ``splitlines``, no copy); otherwise one
+    reverse search in the chunk finds its last delimiter, and the partial
+    line buffered before, plus the chunk up to there, is cut in one
+    ``split``; the rest is the new partial line. A line longer than
+    ``max_length`` (delimiter not counted) raises ``LineTooLong`` once the
+    lines before it were taken; the buffer is then dropped and the framer
+    takes no more data.
+
+    Each chunk is worked out first, then committed with stores and
+    deletions only, no call in between: a signal handler (which CPython runs
+    only at calls and loop jumps) finds a chunk either untouched or done.
     """
 
     __slots__ = (
@@ -176,30 +253,29 @@ class LineFramer:
         "_lines",
         "_max_length",
         "_next",
-        "_searched",
         "_simple_up_to",
+        "inbox",
     )
 
     def __init__(self, delimiter: bytes, max_length: Optional[int]) -> None:
+        self.inbox: List[bytes] = []
         self._buffer = bytearray()
         # Lines cut but not yet taken by next_frame(): _lines[_next:].
         self._lines: List[bytes] = []
         self._next = 0
         self._delimiter = delimiter
         self._max_length = max_length
-        # Up to how many buffered bytes splitlines() cuts exactly what we
-        # would: no line of them can pass the limit (-1: never, another delimiter).
+        # Up to how many bytes splitlines() cuts exactly what we would: no
+        # line of them can pass the limit (-1: never, another delimiter).
         self._simple_up_to = -1
         if delimiter == b"\n":
             self._simple_up_to = sys.maxsize if max_length is None else max_length
-        self._searched = 0
         self._eof = False
         self._failed = False
         self._error: Optional[LineTooLong] = None  # raised once the lines before it went
 
     def feed(self, data: bytes) -> None:
-        if not self._failed:
-            self._buffer += data
+        self.inbox.append(data)
 
     def feed_eof(self) -> None:
         self._eof = True
@@ -218,81 +294,130 @@ class LineFramer:
         return self._error is not None
 
     def take_frames(self) -> List[bytes]:
+        out: Out = []
+        self.take_into(out, None)
+        return _flat(out)
+
+    def take_into(self, out: Out, owner: object) -> None:
+        inbox = self.inbox
+        if len(inbox) == 1 and not self._buffer and self._error is None and not self._lines:
+            chunk = inbox[0]
+            if (  # the hot path: one read of whole lines, nothing else pending
+                chunk.endswith(b"\n")
+                and len(chunk) <= self._simple_up_to
+                and b"\r" not in chunk
+                and not self._failed
+            ):
+                lines = chunk.splitlines(keepends=True)
+                # No call from here to the end (see the class doc).
+                out += ((lines, owner),)
+                del inbox[0]
+                return
+        took = False  # (an error found now waits for the next call then)
+        if self._next < len(self._lines):  # left over by next_frame()
+            lines = self._lines[self._next :]
+            out += ((lines, owner),)
+            self._lines = []
+            self._next = 0
+            took = True
+        # One chunk at a time: a step is short, so even a handler raising
+        # every millisecond cannot keep interrupting the same one.
+        while inbox:
+            took = self._take_chunk(out, owner, took) or took
+        self._take_tail(out, owner, took)
+
+    def _take_chunk(self, out: Out, owner: object, took: bool) -> bool:
+        """Frame the first chunk of the inbox; True if frames were taken.
+
+        Everything is worked out first; then the frames go to ``out``, the
+        buffer gets the new partial line and the chunk leaves the inbox,
+        with no call in between."""
+        inbox = self.inbox
+        chunk = inbox[0]
         buffer = self._buffer
+        if self._failed:
+            del inbox[0]
+            return False
         if (  # the hot path: whole lines only, nothing else pending
-            buffer.endswith(b"\n")
-            and len(buffer) <= self._simple_up_to
-            and self._next >= len(self._lines)
-            and self._error is None
-            and b"\r" not in buffer
+            not buffer
+            and chunk.endswith(b"\n")
+            and len(chunk) <= self._simple_up_to
+            and b"\r" not in chunk
         ):
-            chunk = bytes(buffer)
-            buffer.clear()
-            self._searched = 0
-            return chunk.splitlines(keepends=True)
-        frames = self._lines[self._next :]  # left over by next_frame()
-        self._lines = []
-        self._next = 0
+            lines = chunk.splitlines(keepends=True)
+            out += ((lines, owner),)
+            del inbox[0]
+            return True
+        delimiter = self._delimiter
+        width = len(delimiter)
+        overlap = 0
+        if width == 1 or not buffer:
+            found = chunk.rfind(delimiter)
+        else:  # a delimiter may straddle the end of the buffer
+            head = bytes(buffer[-(width - 1) :])
+            found = (head + chunk).rfind(delimiter)
+            overlap = len(head)
+        if found < 0:
+            buffer += chunk
+            del inbox[0]
+            return False
+        cut = found - overlap + width
+        lines, rest, error = self._cut(bytes(buffer) + chunk[:cut])
+        tail = rest + chunk[cut:]
+        taken = [(lines, owner)] if lines else []
+        out += taken
+        buffer[:] = tail
+        del inbox[0]
+        if error is not None:
+            self._error = error
+            self._release()
+            del inbox[:]
+            if not lines and not took:
+                self.take_into(out, owner)  # (which raises it)
+        return bool(lines)
+
+    def _take_tail(self, out: Out, owner: object, took: bool) -> None:
+        """At the end of the stream, the partial line is a frame; before it,
+        a partial line already too long is an error. A waiting error is
+        raised now, unless frames were taken in this call."""
         if self._error is not None:
-            if frames:
-                return frames
+            if took:
+                return
             error, self._error = self._error, None
             raise error
         buffer = self._buffer
-        delimiter = self._delimiter
-        # A delimiter may straddle the old end of the buffer: step back over it.
-        start = self._searched - len(delimiter) + 1
-        start = start if start > 0 else 0
-        last = buffer.rfind(delimiter, start)
-        if last >= 0:
-            end = last + len(delimiter)
-            chunk = bytes(buffer[:end])
-            del buffer[:end]  # O(1) at the front of a bytearray
-            self._searched = 0
-            lines = self._cut(chunk)
-            if frames:
-                frames += lines
-            else:
-                frames = lines
-            if self.error_waiting:  # (_cut() found a line too long)
-                return frames or self.take_frames()  # (which raises it)
+        length = len(buffer)
         try:
-            if self._eof and buffer:
-                self._check_length(len(buffer))
-                frames.append(bytes(buffer))
-                buffer.clear()
-                self._searched = 0
+            if self._eof and length:
+                self._check_length(length)
+                out += (([bytes(buffer)], owner),)
+                del buffer[:]
             elif not self._eof:
                 # The tail may be the start of a delimiter, which the limit does not count.
-                self._check_length(len(buffer) - len(delimiter) + 1)
-                self._searched = len(buffer)
+                self._check_length(length - len(self._delimiter) + 1)
         except LineTooLong as error:
-            if not frames:
+            if not took:
                 raise
             self._error = error
-        return frames
 
-    def _cut(self, chunk: bytes) -> List[bytes]:
-        """Return the lines of ``chunk``, which ends with a delimiter."""
+    def _cut(self, chunk: bytes) -> Tuple[List[bytes], bytes, Optional[LineTooLong]]:
+        """The lines of ``chunk`` (which ends with a delimiter) up to the first
+        that is too long, what to put back, and that line's error."""
         delimiter = self._delimiter
+        rest = b""
         if delimiter == b"\n" and b"\r" not in chunk:
             lines = chunk.splitlines(keepends=True)  # exact here, and all in C
         else:
             parts = chunk.split(delimiter)
             rest = parts.pop()  # empty, unless the delimiter overlaps itself
-            if rest:  # (b"\n\n" in b"\n\n\n": the split keeps the first one)
-                self._buffer[0:0] = rest
             lines = [part + delimiter for part in parts]
         limit = self._max_length
         if limit is not None and len(chunk) > limit + len(delimiter):
             width = len(delimiter)
             for index, line in enumerate(lines):
                 if len(line) - width > limit:
-                    del lines[index:]
-                    self._error = LineTooLong(limit, len(line) - width)
-                    self._release()
-                    break
-        return lines
+                    return lines[:index], b"", LineTooLong(limit, len(line) - width)
+        return lines, rest, None
 
     def _check_length(self, length: int) -> None:
         if self._max_length is not None and length > self._max_length:

@@ -16,7 +16,6 @@ that channel's delivery instead of the whole loop.
 """
 
 import collections
-import contextlib
 import logging
 import time
 from typing import Callable, Deque, Dict, Iterable, List, Optional, Sequence, TypeVar, cast
@@ -34,8 +33,10 @@ __all__ = ["Outbox", "as_views", "deliver"]
 
 _LOGGER = logging.getLogger("channels.channel")
 
-Send = Callable[[Deque[memoryview]], int]
-"""Sends from the head of the queue (one or more views); returns the bytes taken."""
+SendInto = Callable[[Deque[memoryview], List[int]], None]
+"""Sends from the head of the queue (one or more views) and appends the
+count the OS took to the log: one C call for both (``list.extend(map(...))``),
+so a signal handler cannot lose the count and have the bytes sent again."""
 
 _NO_OUTPUT: Deque[memoryview] = collections.deque(maxlen=0)
 """The queue of an outbox with nothing queued: shared, never appended to."""
@@ -63,8 +64,10 @@ class Outbox:
         "_callbacks",
         "_drain_callbacks",
         "_queue",
+        "accepted",
         "drain_at",
         "failure",
+        "sent",
         "size",
         "undelivered",
     )
@@ -74,29 +77,32 @@ class Outbox:
         self._queue: Deque[memoryview] = _NO_OUTPUT
         self.size = 0
         """Bytes queued."""
+        self.accepted = 0
+        """Bytes ever queued (or sent at once): what ``write()`` took in all."""
+        self.sent: List[int] = []
+        """What the OS took, per send, not yet trimmed off the queue."""
         self.undelivered = 0
         """Bytes queued once and then dropped."""
         self.failure: Optional[OSError] = None
         """Why writing became impossible, once it did."""
         self._callbacks: List[Callable[[bool], None]] = []
-        self._announced = False
+        self._announced: Optional[bool] = False  # (None: being told)
         self.drain_at = -1
         """After a refused write: the size at or below which the watchers hear
         that the queue drained (-1: nobody waits for that)."""
         self._drain_callbacks: List[Callable[[], None]] = []
 
-    def add(self, views: List[memoryview], size: int) -> int:
-        """Queue ``views`` (``size`` bytes in all); return how many views were queued."""
+    def add(self, views: List[memoryview], size: int) -> None:
+        """Queue ``views`` (``size`` bytes in all): all of them, or, if a
+        signal handler raises in here, none."""
         queue = self._queue
         if queue is _NO_OUTPUT:
             queue = self._queue = collections.deque()
-        added = 0
-        for view in views:
-            if view:
-                queue.append(view)
-                added += 1
+        views = [view for view in views if view]
+        # No call from here to the end: the views and the counts go together.
+        queue += views
         self.size += size
-        return added
+        self.accepted += size
 
     def keep_copies(self, added: int) -> None:
         """Copy what is still queued of the last ``added`` views that a caller
@@ -107,25 +113,45 @@ class Outbox:
             if not isinstance(view.obj, bytes):
                 queue[-index] = memoryview(bytes(view))
 
-    def push(self, send: Send) -> None:
+    def push(self, send_into: SendInto) -> None:
         """Send what the OS takes now. An ``OSError`` but ``EAGAIN`` propagates."""
         queue = self._queue
+        sent = self.sent
+        self.trim()
         while queue:
             try:
-                sent = send(queue)
+                send_into(queue, sent)
             except BlockingIOError:
                 return
-            if not sent:
+            took = sent[-1]
+            self.trim()
+            if not took:
                 return
-            self.size -= sent
-            while sent:
-                head = queue[0]
-                if sent < len(head):
-                    queue[0] = head[sent:]
-                    break
-                sent -= len(head)
-                queue.popleft()
         self._queue = _NO_OUTPUT  # all sent: an idle channel keeps no deque
+
+    def trim(self) -> None:
+        """Take what the OS took (the ``sent`` log) off the queue.
+
+        A view at a time, each step with no call inside: a signal handler
+        (CPython runs one only at calls and loop jumps) finds the log and the
+        queue agreeing, so no byte is trimmed twice or sent twice."""
+        sent = self.sent
+        queue = self._queue
+        while sent:
+            took = sent[0]
+            if not took:
+                del sent[0]
+                continue
+            head = queue[0]
+            length = head.nbytes
+            if took >= length:
+                del queue[0]
+                sent[0] = took - length
+                self.size -= length
+            else:
+                queue[0] = head[took:]
+                sent[0] = 0
+                self.size -= took
 
     def check(self, action: str, owner: object) -> None:
         """Raise ``EndpointClosedException`` (chained, with ``undelivered``)
@@ -149,7 +175,7 @@ class Outbox:
             high_water=high_water,
         )
 
-    def push_or_raise(self, send: Send, action: str, owner: object) -> None:
+    def push_or_raise(self, send: SendInto, action: str, owner: object) -> None:
         """``push()``; an ``OSError`` means writing is over: the queue is
         dropped and ``EndpointClosedException`` raised (``action`` and
         ``owner`` name the call and the channel). The watchers hear of the
@@ -167,7 +193,7 @@ class Outbox:
         finally:
             self.announce()
 
-    def settle_end(self, cause: Optional[BaseException], send: Send) -> Optional[BaseException]:
+    def settle_end(self, cause: Optional[BaseException], send: SendInto) -> Optional[BaseException]:
         """The peer's stream ended (``cause``: the read error, None at a plain
         end): did the connection break both ways? A read error says so; a
         plain end may be a half-close, unless a write failed already or fails
@@ -187,7 +213,9 @@ class Outbox:
 
     def drop(self) -> int:
         """Drop everything queued, counting it as undelivered; return the count."""
+        self.trim()
         dropped = self.size
+        # No call from here to the return: the counts move with the bytes.
         self.undelivered += dropped
         self._queue = _NO_OUTPUT
         self.size = 0
@@ -203,15 +231,18 @@ class Outbox:
     def announce(self) -> None:
         """Tell the watchers when queued output appeared or is gone, and when
         it drained to the low-water mark after a refused write."""
+        # Unknown while the watchers hear it: a signal handler raising in
+        # between makes them hear it again next time, never not at all.
         pending = self.size > 0
-        if pending != self._announced:
-            self._announced = pending
+        if pending is not self._announced:
+            self._announced = None
             for callback in list(self._callbacks):
                 callback(pending)
+            self._announced = pending
         if self.drain_at >= 0 and self.size <= self.drain_at:
-            self.drain_at = -1
             for drained in list(self._drain_callbacks):
                 drained()
+            self.drain_at = -1
 
     @property
     def watched(self) -> bool:
@@ -225,7 +256,7 @@ class Outbox:
 
     def remove_callback(self, callback: Callable[[bool], None]) -> None:
         """Forget ``callback``; does nothing if it was not added."""
-        with contextlib.suppress(ValueError):
+        if callback in self._callbacks:
             self._callbacks.remove(callback)
 
     def add_drain_callback(self, callback: Callable[[], None]) -> None:
@@ -234,7 +265,7 @@ class Outbox:
 
     def remove_drain_callback(self, callback: Callable[[], None]) -> None:
         """Forget ``callback``; does nothing if it was not added."""
-        with contextlib.suppress(ValueError):
+        if callback in self._drain_callbacks:
             self._drain_callbacks.remove(callback)
 
 

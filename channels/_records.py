@@ -12,9 +12,10 @@ a ``Watched`` goes through are drawn in ``channels._registry``. No IO here.
 import enum
 import selectors
 import socket
-from typing import Callable, Dict, List, NamedTuple, Optional, Tuple, Union, cast
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, Union, cast
 
 from ._base import Channel
+from ._errors import not_from_the_os
 from ._fds import Identity, identity_of
 from ._protocols import (
     AGAIN,
@@ -30,7 +31,7 @@ from ._protocols import (
 )
 
 __all__ = [
-    "ReadLoop",
+    "FramesInto",
     "Record",
     "Server",
     "Shape",
@@ -122,7 +123,7 @@ class Watched:
         "on_output",
         "on_take_close",
         "paused",
-        "read_frames",
+        "read_into",
         "ready",
         "server",
         "state",
@@ -153,10 +154,10 @@ class Watched:
         self.taken = False
         # Its abilities, typed (None: it lacks one). The shape vouches for
         # each cast: these are the only ones, and they cost nothing per poll.
-        self.read_frames: Callable[[int], Tuple[List[bytes], int]] = (
-            cast(FrameSource, channel).read_frames
-            if shape.frame_source
-            else ReadLoop(channel).read_frames
+        self.read_into: Callable[[List[Any], int], int] = (
+            channel.read_frames_into
+            if isinstance(channel, Channel) and shape.frame_source
+            else FramesInto(channel, shape.frame_source).read_into
         )
         self.writer = cast(QueuedWriter, channel) if shape.queued_writer else None
         self.notifier = cast(CloseNotifier, channel) if shape.close_notifier else None
@@ -174,23 +175,52 @@ class Watched:
         # The server it was accepted from, while it counts against max_clients.
         self.server: Optional[Server] = None
 
+    def unhook(self) -> None:
+        """Remove every callback the Poller gave the channel."""
+        if self.on_close is not None and self.notifier is not None:
+            self.notifier.remove_close_callback(self.on_close)
+        self.on_close = None
+        if self.on_output is not None and self.writer is not None:
+            self.writer.remove_output_callback(self.on_output)
+        self.on_output = None
+        if self.on_drain is not None and self.drains is not None:
+            self.drains.remove_drain_callback(self.on_drain)
+        self.on_drain = None
+        if self.on_take_close is not None and self.finisher is not None:
+            self.finisher.remove_close_agent(self.on_take_close)
+        self.on_take_close = None
+
     def __repr__(self) -> str:
         return f"<Watched {self.state.value} fd={self.fd} {self.channel!r}>"
 
 
-class ReadLoop:
-    """``read_frames()`` for a channel that has only ``read()``: it is called
-    until it returns ``b''`` or ``max_bytes`` came. An error after some frames
-    is raised by the next call, so the frames before it are not lost."""
+class FramesInto:
+    """``read_frames_into()`` for a channel that is no ``Channel``: through
+    its ``read_frames()``, or for one that has only ``read()``, called until
+    it returns ``b''`` or ``max_bytes`` came. An error after some frames is
+    raised by the next call, so the frames before it are not lost. (Frames
+    such a channel returned are lost if a signal handler raises before they
+    are stored: README, Signals.)"""
 
-    __slots__ = ("_channel", "_error")
+    __slots__ = ("_channel", "_error", "_source")
 
-    def __init__(self, channel: ChannelLike) -> None:
+    def __init__(self, channel: ChannelLike, frame_source: bool) -> None:
         self._channel = channel
+        self._source = cast(FrameSource, channel) if frame_source else None
         self._error: Optional[Exception] = None
 
-    def read_frames(self, max_bytes: int) -> Tuple[List[bytes], int]:
-        """Frames from ``read()``, and ``DRAINED``, ``MORE`` or ``AGAIN``."""
+    def read_into(self, out: List[Any], max_bytes: int) -> int:
+        """Frames appended to ``out`` as ``(frames, channel)``, and
+        ``DRAINED``, ``MORE`` or ``AGAIN``."""
+        if self._source is not None:
+            frames, state = self._source.read_frames(max_bytes)
+        else:
+            frames, state = self._read_frames(max_bytes)
+        if frames:
+            out.append((frames, self._channel))
+        return state
+
+    def _read_frames(self, max_bytes: int) -> Tuple[List[bytes], int]:
         if self._error is not None:
             error, self._error = self._error, None
             raise error
@@ -204,7 +234,7 @@ class ReadLoop:
                 frames.append(data)
                 total += len(data)
         except Exception as exc:
-            if not frames:
+            if not frames or not_from_the_os(exc):
                 raise
             self._error = exc
             return frames, AGAIN

@@ -7,66 +7,10 @@ which makes the selector agree. It keeps one index of the records it holds
 silently forgets a closed fd, so the fd is no key) and small ones for what
 the next ``poll()`` must do without waiting.
 
-Lifecycle of a registered channel (``Watched.state``)::
-
-    state        read   watched for writing   reported   held by the Poller
-    OPEN         yes*   while output queued   no         yes
-    HALF_CLOSED  no     while output queued   yes        while output queued
-    CLOSING      no     while output queued   yes        yes, until closed
-    DELIVERING   no     while output queued   no         yes, until closed
-    CLOSED       once   no                    no         until the next poll
-    LOST         once   no                    no         until the next poll
-    STALE        never  no                    no         until the next poll
-    BROKEN       once   no                    no         until the next poll
-    FORGOTTEN    no     no                    -          no
-    (* unless paused; once: the frames it had buffered are returned first)
-
-Every change goes through ``move(watched, event)`` and this table, the only
-place a report (``ChannelClosed``, ``(b'', channel)`` in ``poll()``) is made:
-
-    state        event           new state     reports
-    OPEN         peer closed     HALF_CLOSED   PEER_CLOSED
-    OPEN         reset           HALF_CLOSED   RESET
-    OPEN         line too long   CLOSING       LINE_TOO_LONG
-    OPEN         read failed     FORGOTTEN     FD_LOST
-    OPEN         closed          CLOSED        -
-    OPEN         close taken     DELIVERING    -
-    OPEN         fd closed       LOST          -
-    OPEN         fd reused       STALE         -
-    OPEN         write failed    BROKEN        -
-    DELIVERING   closed          CLOSED        -
-    DELIVERING   fd closed       LOST          -
-    DELIVERING   fd reused       STALE         -
-    CLOSED       report          FORGOTTEN     CLOSED_LOCALLY
-    LOST         report          FORGOTTEN     FD_LOST
-    STALE        report          FORGOTTEN     FD_LOST
-    BROKEN       report          FORGOTTEN     RESET
-    HALF_CLOSED  register        OPEN          -
-    HALF_CLOSED  idle            FORGOTTEN     -
-    HALF_CLOSED  close taken     CLOSING       -
-    HALF_CLOSED  closed, fd closed, fd reused  FORGOTTEN  -
-    CLOSING      closed, fd closed, fd reused  FORGOTTEN  -
-    any          unregister      FORGOTTEN     -
-
-Any other event leaves the state as it is (a second close, an fd found bad
-after the close was seen, a failed write of a half-closed channel: its
-output is dropped, and the application learns it from its next write).
-
-A half-closed channel is held only while it has output to deliver: with
-none, only the channel's own callbacks lead back to its record, so an
-application that drops a channel reported closed lets the garbage collector
-have it; ``idle``: one that cannot tell of new output is let go at once.
-
-Closing in the background: the registry offers to finish the closes of
-channels that can hand them over (``ClosesInBackground``): ``close()`` with
-output queued returns at once (``close taken``), the poll loop delivers the
-rest within the channel's ``linger`` in all, then finishes the close. One
-closed while OPEN is DELIVERING, reported once finished with what it could
-not deliver. CLOSING is where the Poller closes a channel itself (a line too
-long, reported at once): the next ``poll()`` closes it, so replies to the
-lines before the long one are delivered within its ``linger`` too. A record
-whose close was taken and that leaves otherwise is finished then
-(unregistered: its output delivered first, blocking, as a close would).
+The lifecycle of a registered channel, and the table every change goes
+through, are in ``channels._lifecycle``. A raise from a signal handler that
+cuts a change short is finished by the next ``settle()`` (its reports made
+once), as are the selector calls it cut short (``channels._selecting``).
 """
 
 import contextlib
@@ -77,7 +21,38 @@ import time
 import weakref
 from typing import Callable, Dict, List, Optional, Set, Tuple
 
+from ._errors import not_from_the_os
 from ._fds import check_select_limit, current_pid, is_always_ready
+from ._lifecycle import (
+    BROKEN as _BROKEN,
+)
+from ._lifecycle import (
+    CLOSED as _CLOSED,
+)
+from ._lifecycle import (
+    CLOSING as _CLOSING,
+)
+from ._lifecycle import (
+    DELIVERING as _DELIVERING,
+)
+from ._lifecycle import (
+    GONE as _GONE,
+)
+from ._lifecycle import (
+    HALF as _HALF,
+)
+from ._lifecycle import (
+    LOST as _LOST,
+)
+from ._lifecycle import (
+    OPEN as _OPEN,
+)
+from ._lifecycle import (
+    STALE as _STALE,
+)
+from ._lifecycle import (
+    TRANSITIONS,
+)
 from ._outbox import deliver
 from ._protocols import ChannelLike
 from ._records import (
@@ -91,44 +66,12 @@ from ._records import (
     record_of,
     shape_of,
 )
+from ._selecting import forget_fd, select_fd, unselect_fd
 from .events import ChannelClosed, CloseReason, Collected, Writable
 
 __all__ = ["UNFINISHED", "Collected", "Registry"]
 
 _LOGGER = logging.getLogger("channels.poller")
-
-_OPEN, _HALF, _CLOSING = State.OPEN, State.HALF_CLOSED, State.CLOSING
-_DELIVERING = State.DELIVERING
-_CLOSED, _LOST, _STALE, _GONE = State.CLOSED, State.LOST, State.STALE, State.FORGOTTEN
-_BROKEN = State.BROKEN
-
-_TRANSITIONS: Dict[Tuple[State, str], Tuple[State, Optional[CloseReason]]] = {
-    (_OPEN, "peer closed"): (_HALF, CloseReason.PEER_CLOSED),
-    (_OPEN, "reset"): (_HALF, CloseReason.RESET),
-    (_OPEN, "line too long"): (_CLOSING, CloseReason.LINE_TOO_LONG),
-    (_OPEN, "read failed"): (_GONE, CloseReason.FD_LOST),
-    (_OPEN, "closed"): (_CLOSED, None),
-    (_OPEN, "fd closed"): (_LOST, None),
-    (_OPEN, "fd reused"): (_STALE, None),
-    (_OPEN, "write failed"): (_BROKEN, None),
-    (_OPEN, "close taken"): (_DELIVERING, None),
-    (_DELIVERING, "closed"): (_CLOSED, None),
-    (_DELIVERING, "fd closed"): (_LOST, None),
-    (_DELIVERING, "fd reused"): (_STALE, None),
-    (_HALF, "close taken"): (_CLOSING, None),
-    (_CLOSED, "report"): (_GONE, CloseReason.CLOSED_LOCALLY),
-    (_LOST, "report"): (_GONE, CloseReason.FD_LOST),
-    (_STALE, "report"): (_GONE, CloseReason.FD_LOST),
-    (_BROKEN, "report"): (_GONE, CloseReason.RESET),
-    (_HALF, "register"): (_OPEN, None),
-    (_HALF, "idle"): (_GONE, None),
-    **{
-        (state, event): (_GONE, None)
-        for state in (_HALF, _CLOSING)
-        for event in ("closed", "fd closed", "fd reused")
-    },
-    **{(state, "unregister"): (_GONE, None) for state in State if state is not _GONE},
-}
 
 _PENDING = frozenset({_CLOSED, _LOST, _STALE, _BROKEN})
 UNFINISHED: Set["Registry"] = set()
@@ -152,6 +95,11 @@ class Registry:
         one with nothing to deliver, and FORGOTTEN."""
         self.dormant: weakref.WeakValueDictionary[int, Watched] = weakref.WeakValueDictionary()
         """Half-closed records with nothing to deliver, kept alive only by their channel."""
+        self.moving: Dict[int, Tuple[Watched, State, Optional[CloseReason], str]] = {}
+        """Moves a raise cut short: the next one, or ``settle()``, finishes them."""
+        self._depth = 0  # (moves under way: the markers of those are not cut short)
+        self.unsettled: Dict[int, Watched] = {}
+        """Records whose selector calls a raise cut short: ``settle()`` redoes them."""
         self.pending: Dict[int, Watched] = {}
         """CLOSED, LOST, STALE and BROKEN records: reported by the next poll."""
         self.unfinished: Dict[int, Watched] = {}
@@ -236,11 +184,33 @@ class Registry:
 
     def move(self, watched: Watched, event: str) -> None:
         """Apply ``event`` to the record, as the table in the module docstring says."""
-        row = _TRANSITIONS.get((watched.state, event))
+        if self.moving and not self._depth:  # (a raise cut one short)
+            self.finish_moves()
+        row = TRANSITIONS.get((watched.state, event))
         if row is None:
             return
-        state, report = row
-        watched.state = state
+        self.moving[watched.key] = (watched, row[0], row[1], event)
+        watched.state = row[0]
+        self._depth += 1
+        try:
+            self._finish_move(watched, row[0], row[1], event)
+        finally:
+            self._depth -= 1
+
+    def finish_moves(self) -> None:
+        """Finish the moves a raise cut short."""
+        self._depth += 1
+        try:
+            for args in list(self.moving.values()):
+                self._finish_move(*args)
+        finally:
+            self._depth -= 1
+
+    def _finish_move(
+        self, watched: Watched, state: State, report: Optional[CloseReason], event: str
+    ) -> None:
+        """Everything a move does after the new state is set; doing it again
+        changes nothing, but for the report, which is made once."""
         key = watched.key
         if state is not _OPEN:
             self.unfinished.pop(key, None)
@@ -262,11 +232,15 @@ class Registry:
             self._let_go(watched)
         else:
             self.sync(watched)
-        if report is not None:
-            closer = watched.closer
-            self.results.append(
-                ChannelClosed(watched.channel, report, 0 if closer is None else closer.undelivered)
-            )
+        closer = watched.closer
+        made = (
+            (ChannelClosed(watched.channel, report, 0 if closer is None else closer.undelivered),)
+            if report is not None
+            else ()
+        )
+        # No call between the report and the end of the move.
+        self.results += made
+        self.moving.pop(key, None)
 
     def start_linger(self, watched: Watched) -> None:
         """A close in the background began: it may take the channel's linger."""
@@ -295,6 +269,7 @@ class Registry:
     def pause(self, watched: Watched, paused: bool) -> None:
         """Stop (or resume) reading an OPEN channel; resumed, it is read at once."""
         if watched.paused != paused:
+            self.unsettled[watched.key] = watched  # (a raise in here: settle() syncs)
             watched.paused = paused
             if paused:
                 self.unfinished.pop(watched.key, None)
@@ -305,6 +280,7 @@ class Registry:
     def _output_changed(self, watched: Watched, pending: bool) -> None:
         """Called back by a channel whose queued output appeared or is gone."""
         if watched.writing != pending and watched.state in _WRITABLE:
+            self.unsettled[watched.key] = watched  # (a raise in sync(): settle() syncs)
             watched.writing = pending
             self.sync(watched)
 
@@ -315,6 +291,11 @@ class Registry:
 
     def sync(self, watched: Watched) -> None:
         """Make the selector and the index agree with the record's state."""
+        self.unsettled[watched.key] = watched  # (until done: a raise leaves it to settle())
+        self._sync(watched)
+        self.unsettled.pop(watched.key, None)
+
+    def _sync(self, watched: Watched) -> None:
         state = watched.state
         watched.ready = ready = state is _OPEN and not watched.paused
         read = selectors.EVENT_READ if ready and not watched.always_readable else 0
@@ -326,6 +307,8 @@ class Registry:
                 self._select(watched.fd, read, watched)
                 self._select(watched.write_fd, write, watched.write_side)
         except (OSError, ValueError) as exc:  # an fd went bad behind our back
+            if not_from_the_os(exc):
+                raise
             _LOGGER.warning("fd %d of %r is not usable: %s", watched.fd, watched.channel, exc)
             self.move(watched, "fd closed")
             return
@@ -351,18 +334,7 @@ class Registry:
         self.unselect(watched.fd, watched)
         if watched.write_side is not None:
             self.unselect(watched.write_fd, watched.write_side)
-        if watched.on_close is not None and watched.notifier is not None:
-            watched.notifier.remove_close_callback(watched.on_close)
-        watched.on_close = None
-        if watched.on_output is not None and watched.writer is not None:
-            watched.writer.remove_output_callback(watched.on_output)
-        watched.on_output = None
-        if watched.on_drain is not None and watched.drains is not None:
-            watched.drains.remove_drain_callback(watched.on_drain)
-        watched.on_drain = None
-        if watched.on_take_close is not None and watched.finisher is not None:
-            watched.finisher.remove_close_agent(watched.on_take_close)
-        watched.on_take_close = None
+        watched.unhook()
 
     def _leave_server(self, watched: Watched) -> None:
         server, watched.server = watched.server, None
@@ -396,24 +368,23 @@ class Registry:
 
     def _select(self, fd: int, events: int, record: Record) -> None:
         """Have ``fd`` selected for ``events`` (0: not at all) on behalf of ``record``."""
-        if self.pid != current_pid():
-            return
-        key = self.selector.get_map().get(fd)
-        selected = key is not None and key.data is record
-        if events and selected:
-            if key is not None and key.events != events:
-                self.selector.modify(fd, events, record)
-        elif events:
-            self.evict(fd)
-            self.selector.register(fd, events, record)
-        elif selected:
-            self.selector.unregister(fd)
+        if self.pid == current_pid():
+            select_fd(self.selector, fd, events, record, self.evict)
 
     def unselect(self, fd: int, record: Record) -> None:
         """Remove ``fd`` from the selector if it is still there for ``record``."""
-        key = self.selector.get_map().get(fd)
-        if key is not None and key.data is record and self.pid == current_pid():
-            self.selector.unregister(fd)
+        if self.pid == current_pid():
+            unselect_fd(self.selector, fd, record)
+
+    def settle(self) -> None:
+        """Redo the selector calls a raise cut short (see ``_selecting``)."""
+        self.finish_moves()
+        for watched in list(self.unsettled.values()):
+            forget_fd(self.selector, watched.fd, watched)
+            forget_fd(self.selector, watched.write_fd, watched.write_side)
+            self.unsettled.pop(watched.key, None)
+            if watched.state is not _GONE:
+                self.sync(watched)
 
     def register_wakeup(self, wakeup: Wakeup) -> None:
         """Select the wakeup socket."""

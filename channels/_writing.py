@@ -8,7 +8,7 @@ ends the stream once it is delivered. The OS calls are the subclass's:
 """
 
 import time
-from typing import Callable, Deque, Optional
+from typing import Callable, Deque, List, Optional
 
 from . import _checks
 from ._errors import EndpointClosedException
@@ -36,10 +36,23 @@ class WritingSide:
     # write_eof(): 1 once asked for, 2 once the write side was shut.
     _eof: int
 
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if "_send" in cls.__dict__ and "_send_into" not in cls.__dict__:
+            # A subclass with its own _send() is sent through it.
+            setattr(cls, "_send_into", WritingSide._send_into)  # noqa: B010
+
     @property
     def write_buffer_size(self) -> int:
         """Bytes accepted by ``write()`` that the OS has not taken yet."""
         return self._outbox.size
+
+    @property
+    def accepted(self) -> int:
+        """Bytes ``write()`` took in all, sent or queued. A ``write()`` takes
+        all of its data or none: if one raised (a signal handler's exception,
+        say), this tells which, compared with its value before the call."""
+        return self._outbox.accepted
 
     @property
     def undelivered(self) -> int:
@@ -105,11 +118,14 @@ class WritingSide:
             fits_at = self._high_water - size
             outbox.drain_at = fits_at if fits_at < self.low_water else self.low_water
             raise outbox.full(size, self._high_water, self)
-        added = outbox.add(views, size)
-        self._push_or_fail("write to")
-        # What is still queued of this call must not change if the caller
-        # reuses a mutable buffer: copy that part (and only that part).
-        outbox.keep_copies(added)
+        try:
+            outbox.add(views, size)
+            self._push_or_fail("write to")
+        finally:
+            # What is still queued of this call must not change if the caller
+            # reuses a mutable buffer: copy that part (and only that part).
+            outbox.keep_copies(len(views))
+            outbox.announce()  # (again, if a raise cut the push short)
 
     def write_eof(self) -> None:
         """End the stream this channel writes, after everything queued.
@@ -173,7 +189,7 @@ class WritingSide:
         """Send what the OS takes now; an OSError means writing is over.
         After ``write_eof()``, the write side is shut once all is sent."""
         outbox = self._outbox
-        outbox.push_or_raise(self._send, action, self)
+        outbox.push_or_raise(self._send_into, action, self)
         if self._eof == 1 and not outbox.size:
             self._eof = 2
             try:
@@ -190,6 +206,14 @@ class WritingSide:
     def _end_writing(self) -> None:
         """Shut the write side, the queue being empty (``write_eof()``)."""
         raise NotImplementedError(f"{type(self).__name__} cannot end its writing alone")
+
+    def _send_into(self, queue: Deque[memoryview], sent: List[int]) -> None:
+        """Send from the head of ``queue`` (one or more views) and append the
+        count to ``sent``. The syscall and the append must be one C call
+        (``sent.extend(map(...))``, as ``_fds.receive_into`` does for reads);
+        by default ``_send()`` is called, whose count a signal handler may
+        lose (README: Signals)."""
+        sent.append(self._send(queue))
 
     def _send(self, queue: Deque[memoryview]) -> int:
         """Send from the head of ``queue`` (one or more views); return the count."""

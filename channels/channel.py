@@ -8,7 +8,6 @@ the one translator of read errors; ``Outbox.push_or_raise`` (``channels._outbox`
 that of writes.
 """
 
-import contextlib
 import errno
 import itertools
 import logging
@@ -17,11 +16,11 @@ import select
 import socket
 import stat
 import sys
-from typing import Callable, Deque, Optional
+from typing import Deque, List, Optional
 
 from ._base import DEFAULT_HIGH_WATER, DEFAULT_LINGER, READ_SIZE, Channel
-from ._errors import EndpointClosedException
-from ._fds import fd_ready
+from ._errors import EndpointClosedException, not_from_the_os
+from ._fds import close_each, fd_ready, receive, receive_into, restore_blocking
 from ._protocols import (
     AGAIN,
     DRAINED,
@@ -64,34 +63,6 @@ PIPE_BUF = getattr(select, "PIPE_BUF", 512)
 
 IOV_BATCH = 64
 """Queued chunks handed to one ``sendmsg``/``writev`` call at most."""
-
-
-def receive(recv: Callable[[int], bytes], size: int, at_eof: str) -> bytes:
-    """One read syscall of at most ``size`` bytes: the bytes there are,
-    ``b''`` if none yet.
-
-    The one translator of read errors: an ``OSError`` means that end is gone.
-    """
-    try:
-        data = recv(size)
-    except BlockingIOError:
-        return b""
-    except OSError as exc:
-        if exc.errno is None:  # a signal handler's, not the OS's: it propagates
-            raise
-        raise EndpointClosedException(f"reading failed: {exc}") from exc
-    if not data:
-        raise EndpointClosedException(at_eof)
-    return data
-
-
-def _close_fd(fd: int, owner: str) -> None:
-    try:
-        os.close(fd)
-    except OSError as exc:
-        # Closing is done either way; the fd was most likely closed behind
-        # the channel's back, which the application should hear about.
-        _LOGGER.warning("closing fd %d of %s failed: %s", fd, owner, exc)
 
 
 def _check_fd(fd: object, role: str) -> int:
@@ -173,6 +144,8 @@ class PipeChannel(Channel):
         self._can_write = sink is not None
         self._faucet = -1 if faucet is None else faucet
         self._sink = -1 if sink is None else sink
+        # The fds still to close, the sink last (write_eof() closes it alone).
+        self._open = sorted({self._faucet, self._sink} - {-1}, key=lambda fd: fd == self._sink)
         self._faucet_was_blocking = False
         self._shared = bool(shared)
         if sys.platform == "win32":
@@ -195,20 +168,33 @@ class PipeChannel(Channel):
             return b""  # one read() only when it cannot block
         return receive(lambda size: os.read(faucet, size), size, "the writer closed the pipe")
 
+    def _receive_into(self, inbox: List[bytes], size: int) -> int:
+        if not self._can_read:
+            raise NotImplementedError(f"{self!r} has no faucet: it cannot read")
+        faucet = self._faucet
+        if faucet < 0:
+            raise EndpointClosedException("the channel was closed")
+        if self._shared and not fd_ready(faucet, writing=False):
+            return 0  # one read() only when it cannot block
+        return receive_into(inbox, map(os.read, (faucet,), (size,)), "the writer closed the pipe")
+
     def _read(self) -> bytes:
         return PipeChannel._receive(self, READ_SIZE)
 
-    def _send(self, queue: Deque[memoryview]) -> int:
+    def _send_into(self, queue: Deque[memoryview], sent: List[int]) -> None:
+        # (the write and the keeping of its count: one C call, see receive_into())
         if self._shared:
             # Up to PIPE_BUF bytes, and only when the sink has room for them:
             # such a write cannot block, whatever the fd's mode. (Windows has
             # no poll(), and its pipes no non-blocking mode: there it blocks.)
             if sys.platform != "win32" and not fd_ready(self._sink, writing=True):
                 raise BlockingIOError(errno.EAGAIN, "the shared sink is full")
-            return os.write(self._sink, queue[0][:PIPE_BUF])
-        if sys.platform != "win32" and len(queue) > 1:
-            return os.writev(self._sink, list(itertools.islice(queue, IOV_BATCH)))
-        return os.write(self._sink, queue[0])
+            sent.extend(map(os.write, (self._sink,), (queue[0][:PIPE_BUF],)))
+        elif sys.platform != "win32" and len(queue) > 1:
+            views = list(itertools.islice(queue, IOV_BATCH))
+            sent.extend(map(os.writev, (self._sink,), (views,)))
+        else:
+            sent.extend(map(os.write, (self._sink,), (queue[0],)))
 
     def _write_fd(self) -> int:
         if not self._can_write:
@@ -222,8 +208,8 @@ class PipeChannel(Channel):
             )
 
     def _end_writing(self) -> None:
-        sink, self._sink = self._sink, -1
-        os.close(sink)
+        close_each(self._open, "PipeChannel sink", 1)
+        self._sink = -1
 
     def _sink_blocks(self) -> bool:
         return self._sink_blocking and not self._shared
@@ -234,8 +220,11 @@ class PipeChannel(Channel):
         owned = self._sink_was_blocking and not self._shared and self._sink >= 0
         if owned and sys.platform != "win32" and not self._inherited():
             self._sink_blocking = not watched
-            with contextlib.suppress(OSError):  # a bad fd: the next write says so
+            try:
                 os.set_blocking(self._sink, not watched)
+            except OSError as exc:  # a bad fd: the next write says so
+                if not_from_the_os(exc):
+                    raise
 
     @property
     def shared(self) -> bool:
@@ -244,21 +233,17 @@ class PipeChannel(Channel):
 
     def _release(self) -> None:
         faucet, sink = self._faucet, self._sink
-        self._faucet = self._sink = -1
-        two = sink >= 0 and sink != faucet
         # Modes are restored, but not by a forked child: they belong to file
-        # descriptions it shares with its parent. (A bad fd: _close_fd says so.)
+        # descriptions it shares with its parent. (A bad fd: closing says so.)
+        # Done again after a raise, it restores and closes what is left.
         if sys.platform != "win32" and not self._inherited():
-            if faucet >= 0 and self._faucet_was_blocking:
-                with contextlib.suppress(OSError):
-                    os.set_blocking(faucet, True)
-            if two and self._sink_was_blocking and not self._sink_blocking:
-                with contextlib.suppress(OSError):
-                    os.set_blocking(sink, True)
-        if faucet >= 0:
-            _close_fd(faucet, "PipeChannel faucet")
-        if two:
-            _close_fd(sink, "PipeChannel sink")
+            if faucet in self._open and self._faucet_was_blocking:
+                restore_blocking(faucet)
+            sink_changed = self._sink_was_blocking and not self._sink_blocking
+            if sink in self._open and sink != faucet and sink_changed:
+                restore_blocking(sink)
+        close_each(self._open, "PipeChannel")
+        self._faucet = self._sink = -1
 
     def get_fd(self) -> int:
         """Return the faucet fd (``-1`` once closed).
@@ -315,7 +300,9 @@ def _peer_name(sock: socket.socket) -> str:
     """The peer, for messages: host:port, [host]:port, unix:path, or '?'."""
     try:
         address = sock.getpeername()
-    except OSError:
+    except OSError as exc:
+        if not_from_the_os(exc):
+            raise
         return "?"
     if isinstance(address, tuple) and sock.family == getattr(socket, "AF_INET6", None):
         return f"[{address[0]}]:{address[1]}"
@@ -366,13 +353,20 @@ class SocketChannel(Channel):
             raise EndpointClosedException("the channel was closed")
         return receive(self._sock.recv, size, "the peer closed the connection")
 
+    def _receive_into(self, inbox: List[bytes], size: int) -> int:
+        if self._closed:
+            raise EndpointClosedException("the channel was closed")
+        return receive_into(inbox, map(self._sock.recv, (size,)), "the peer closed the connection")
+
     def _read(self) -> bytes:
         return SocketChannel._receive(self, READ_SIZE)
 
-    def _send(self, queue: Deque[memoryview]) -> int:
+    def _send_into(self, queue: Deque[memoryview], sent: List[int]) -> None:
+        # (the send and the keeping of its count: one C call, see receive_into())
         if sys.platform != "win32" and len(queue) > 1:
-            return self._sock.sendmsg(itertools.islice(queue, IOV_BATCH))
-        return self._sock.send(queue[0])
+            sent.extend(map(self._sock.sendmsg, (list(itertools.islice(queue, IOV_BATCH)),)))
+        else:
+            sent.extend(map(self._sock.send, (queue[0],)))
 
     def _write_fd(self) -> int:
         return self._sock.fileno()
@@ -384,6 +378,8 @@ class SocketChannel(Channel):
         try:
             self._sock.close()
         except OSError as exc:
+            if not_from_the_os(exc):
+                raise
             _LOGGER.warning("closing the socket of %r failed: %s", self, exc)
 
     def get_fd(self) -> int:

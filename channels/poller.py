@@ -16,12 +16,12 @@ collected on the registry, not in a local list: if a signal handler raises
 halfway, what was already read is returned by the next ``poll()``.
 """
 
-import errno
 import logging
 import selectors
 import socket
+import sys
 import time
-from typing import AbstractSet, Any, Callable, List, Optional, TypeVar
+from typing import AbstractSet, Any, Callable, List, Optional
 
 from . import _checks
 from ._accept import ACCEPT_BACKOFF, MAX_ACCEPTS_PER_POLL, Acceptor
@@ -35,9 +35,10 @@ from ._closing import (
     flush_output,
     report_pending,
 )
-from ._errors import BAD_CHANNEL_ERRORS, EndpointClosedException, LineTooLong, not_from_the_os
+from ._errors import not_from_the_os
 from ._fds import WINDOWS_SELECT_LIMIT, current_pid
-from ._protocols import AGAIN, DRAINED, ChannelLike
+from ._input import read_channel
+from ._protocols import ChannelLike
 from ._records import Record, Server, Wakeup, Watched, WriteSide, record_of
 from ._registry import Registry
 from .buffering import BufferingArg, as_buffering
@@ -46,7 +47,6 @@ from .events import (
     AcceptEvent,
     BatchEvent,
     ClientAccepted,
-    Collected,
     DataEvent,
     PollEvent,
     PollResult,
@@ -54,6 +54,7 @@ from .events import (
     as_batches,
     as_events,
     as_tuples,
+    split_at,
 )
 
 __all__ = [
@@ -78,14 +79,14 @@ DEFAULT_READ_BUDGET = MAX_READ_PER_CALL
 """Bytes one ``poll()`` takes from one channel at most (256 KiB), so a flooding
 peer cannot starve the others; the rest is read by the next ``poll()``."""
 
+HAND_OUT = 1024
+"""Items one ``poll()`` or ``poll_events()`` returns at most; the rest waits
+for the next call, which returns it without reading first. A bounded list
+keeps the garbage collector out of the hot path and lets a call finish
+between two signals even when they come every millisecond."""
+
 _NONE_READ: AbstractSet[int] = frozenset()
 """No channel was read before the selector's ready list this time."""
-
-
-# A read failing with these: the fd was closed behind the channel's back.
-_FD_GONE_ERRNOS = frozenset({errno.EBADF, errno.ENOTSOCK})
-
-_View = TypeVar("_View")
 
 
 class Poller:
@@ -268,13 +269,27 @@ class Poller:
         longer registered — and ``((addr, client_channel), server_sock)`` per
         accepted client. ``poll_events()`` gives the same as typed events.
         """
-        return self._collect(timeout, as_tuples)
+        registry = self._registry
+        self._gather(timeout)
+        handed, kept = split_at(registry.results, HAND_OUT)
+        results = as_tuples(handed)
+        # No call from here to the return (see _gather()).
+        self._woken = False
+        registry.results = kept
+        return results
 
     def poll_events(self, timeout: Optional[float] = None) -> List[PollEvent]:
         """Like ``poll()``, but each item is a typed event: ``DataReceived``,
         ``ChannelClosed`` (with its ``reason`` and ``undelivered`` bytes) or
         ``ClientAccepted``."""
-        return self._collect(timeout, as_events)
+        registry = self._registry
+        self._gather(timeout)
+        handed, kept = split_at(registry.results, HAND_OUT)
+        results = as_events(handed)
+        # No call from here to the return (see _gather()).
+        self._woken = False
+        registry.results = kept
+        return results
 
     def poll_batches(self, timeout: Optional[float] = None) -> List[BatchEvent]:
         """Like ``poll_events()``, but the frames a channel gave are one
@@ -283,32 +298,42 @@ class Poller:
         The fastest way to consume many small lines; ``ChannelClosed`` and
         ``ClientAccepted`` come as in ``poll_events()``.
         """
-        return self._collect(timeout, as_batches)
+        registry = self._registry
+        self._gather(timeout)
+        handed, kept = split_at(registry.results, sys.maxsize)
+        results = as_batches(handed)
+        # No call from here to the return (see _gather()).
+        self._woken = False
+        registry.results = kept
+        return results
 
     # -- polling: the loop --------------------------------------------------
 
-    def _collect(self, timeout: Optional[float], view: Callable[[List[Collected]], _View]) -> _View:
-        """poll(), poll_events() and poll_batches(): ``view`` makes their
-        results while the registry still holds them (a raise in there loses
-        nothing); from then on to the return, no call."""
+    def _gather(self, timeout: Optional[float]) -> None:
+        """Wait until the registry holds results, ``wakeup()`` was called, or
+        ``timeout`` passed. The caller then makes its view of the results
+        while the registry still holds them (a raise in there loses nothing),
+        and takes them with stores only, no call, up to its return: a signal
+        handler (which CPython runs only at calls, function entries and loop
+        jumps) finds them the registry's or the caller's (README: Signals)."""
         self._check_open("poll() on")
         timeout = _checks.timeout(timeout, "poll() timeout")
         registry = self._registry
+        if registry.unsettled or registry.moving:
+            registry.settle()
         now = time.monotonic()
         deadline = None if timeout is None else now + timeout
         while True:
             left = None if deadline is None else (deadline - now if deadline > now else 0.0)
-            if registry.pending or registry.unfinished or registry.results:
+            if registry.pending or registry.unfinished:
                 wait: Optional[float] = 0  # there is news already: do not wait
             else:
                 wait = self._wait_time(left, now)
-            self._poll_once(wait, now)
+            if not registry.results:  # (else a raise interrupted the last call: hand them out)
+                self._poll_once(wait, now)
             # Writes flushed but nothing to report: that is no timeout yet.
             if registry.results or self._woken or (left is not None and left <= 0):
-                results = view(registry.results)
-                self._woken = False
-                registry.results = []
-                return results
+                return
             now = time.monotonic()
 
     def _wait_time(self, left: Optional[float], now: float) -> Optional[float]:
@@ -328,10 +353,12 @@ class Poller:
         if registry.closing:
             timeout = finish_closing(registry, now, timeout)
         if timeout is not None and timeout > MAX_WAIT:
-            timeout = MAX_WAIT  # (the loop in _collect waits again)
+            timeout = MAX_WAIT  # (the loop in _gather waits again)
         try:
             ready = registry.selector.select(timeout)
         except (OSError, ValueError) as exc:
+            if not_from_the_os(exc):
+                raise
             self._audit.find_bad_fds(exc)
             ready = []
         read_already: AbstractSet[int] = _NONE_READ
@@ -340,7 +367,7 @@ class Poller:
             read_already = set(unfinished)
             for watched in list(unfinished.values()):
                 if watched.ready and self._audit.still_its_file(watched):
-                    self._read(watched)
+                    read_channel(self._registry, watched, self._read_budget)
         for key, events in ready:
             record = key.data
             if (  # the hot path: a channel with input
@@ -349,7 +376,7 @@ class Poller:
                 and record.ready
                 and record.key not in read_already
             ):
-                self._read(record)
+                read_channel(self._registry, record, self._read_budget)
             else:
                 self._dispatch(record_of(key), events, read_already)
         if registry.pending:
@@ -377,7 +404,7 @@ class Poller:
             flush_output(self._registry, record.watched)
         elif isinstance(record, Watched):
             if events & selectors.EVENT_READ and record.ready and record.key not in read_already:
-                self._read(record)
+                read_channel(self._registry, record, self._read_budget)
             if events & selectors.EVENT_WRITE:
                 flush_output(self._registry, record)
 
@@ -394,39 +421,3 @@ class Poller:
                 pass
         except BlockingIOError:
             pass
-
-    def _read(self, watched: Watched) -> None:
-        """Read an OPEN channel: every frame it has, within the read budget."""
-        channel = watched.channel
-        registry = self._registry
-        read_frames = watched.read_frames
-        results = registry.results
-        try:
-            while True:
-                frames, state = read_frames(self._read_budget)
-                if frames:
-                    results.append((frames, channel))
-                if state == DRAINED and not watched.always_readable:
-                    if registry.unfinished:
-                        registry.unfinished.pop(watched.key, None)
-                    return
-                if state != AGAIN:  # more may wait, where select() cannot see it
-                    registry.unfinished[watched.key] = watched
-                    return
-                # AGAIN: the end, or an error, is what the next call gives.
-        except LineTooLong as exc:
-            _LOGGER.warning("closing %r: %s", channel, exc)
-            registry.move(watched, "line too long")
-        except EndpointClosedException as exc:
-            cause = exc.__cause__
-            if not isinstance(cause, OSError):
-                registry.move(watched, "peer closed")
-            elif cause.errno in _FD_GONE_ERRNOS:
-                registry.move(watched, "read failed")  # closed behind its back
-            else:
-                registry.move(watched, "reset")
-        except BAD_CHANNEL_ERRORS as exc:
-            if not_from_the_os(exc):
-                raise
-            _LOGGER.exception("read() of %r failed; reporting it closed", channel)
-            registry.move(watched, "read failed")

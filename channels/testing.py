@@ -14,7 +14,7 @@ polled). The test holds the other end, and scripts what real networks do:
 import collections
 import errno
 import socket
-from typing import Deque, Iterable, Optional
+from typing import Deque, Iterable, List, Optional
 
 from ._base import DEFAULT_HIGH_WATER, DEFAULT_LINGER, READ_SIZE
 from ._errors import EndpointClosedException
@@ -204,30 +204,36 @@ class TestChannel(SocketChannel):
     # socket only once the channel has read everything before it.
     _short_read_drains = False
 
-    def _receive(self, size: int) -> bytes:
+    def _receive_into(self, inbox: List[bytes], size: int) -> int:
         if self._reset:
             raise EndpointClosedException("reading failed: the peer reset the connection") from (
                 ConnectionResetError(errno.ECONNRESET, "Connection reset by peer")
             )
         self._push_input()
-        data = super()._receive(size)
-        if not data and self._piece_waits:
+        got = super()._receive_into(inbox, size)
+        if not got and self._piece_waits:
             self._piece_waits = False  # the channel read all before the split
             self._push_input()
-        return data
+        return got
+
+    def _receive(self, size: int) -> bytes:
+        inbox: List[bytes] = []
+        TestChannel._receive_into(self, inbox, size)
+        return inbox[0] if inbox else b""
 
     def _read(self) -> bytes:
         return TestChannel._receive(self, READ_SIZE)
 
-    def _send(self, queue: Deque[memoryview]) -> int:
+    def _send_into(self, queue: Deque[memoryview], sent: List[int]) -> None:
         if self._reset:
             raise ConnectionResetError(errno.ECONNRESET, "Connection reset by peer")
         if self._write_limits:
             limit = self._write_limits.popleft()
             if not limit:
                 raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable (scripted)")
-            return self._sock.send(queue[0][:limit])
-        return super()._send(queue)
+            sent.extend(map(self._sock.send, (queue[0][:limit],)))
+        else:
+            super()._send_into(queue, sent)
 
     def _before_close(self) -> None:
         # Take what the channel wrote first, so its queue is empty and close()

@@ -1,0 +1,56 @@
+"""How the poll loop reads a ready channel into the Poller's results.
+
+A channel's frames go straight from it into ``registry.results`` (its
+``read_frames_into()`` appends them with no call in between), so a signal
+handler that raises here loses nothing: what was read is in the results or
+still in the channel, and the next ``poll()`` returns it. A channel that
+ends, breaks or fails is moved along its lifecycle (``channels._registry``).
+"""
+
+import errno
+import logging
+
+from ._errors import BAD_CHANNEL_ERRORS, EndpointClosedException, LineTooLong, not_from_the_os
+from ._protocols import AGAIN, DRAINED
+from ._records import Watched
+from ._registry import Registry
+
+__all__ = ["read_channel"]
+
+_LOGGER = logging.getLogger("channels.poller")
+
+# A read failing with these: the fd was closed behind the channel's back.
+_FD_GONE_ERRNOS = frozenset({errno.EBADF, errno.ENOTSOCK})
+
+
+def read_channel(registry: Registry, watched: Watched, budget: int) -> None:
+    """Read an OPEN channel: every frame it has, within ``budget`` bytes."""
+    channel = watched.channel
+    read_into = watched.read_into
+    try:
+        while True:
+            state = read_into(registry.results, budget)
+            if state == DRAINED and not watched.always_readable:
+                if registry.unfinished:
+                    registry.unfinished.pop(watched.key, None)
+                return
+            if state != AGAIN:  # more may wait, where select() cannot see it
+                registry.unfinished[watched.key] = watched
+                return
+            # AGAIN: the end, or an error, is what the next call gives.
+    except LineTooLong as exc:
+        _LOGGER.warning("closing %r: %s", channel, exc)
+        registry.move(watched, "line too long")
+    except EndpointClosedException as exc:
+        cause = exc.__cause__
+        if not isinstance(cause, OSError):
+            registry.move(watched, "peer closed")
+        elif cause.errno in _FD_GONE_ERRNOS:
+            registry.move(watched, "read failed")  # closed behind its back
+        else:
+            registry.move(watched, "reset")
+    except BAD_CHANNEL_ERRORS as exc:
+        if not_from_the_os(exc):
+            raise
+        _LOGGER.exception("read() of %r failed; reporting it closed", channel)
+        registry.move(watched, "read failed")

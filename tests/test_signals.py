@@ -1,0 +1,338 @@
+"""A signal handler that raises, at random points, while data flows.
+
+A ``SIGALRM`` timer fires every ~0.5 ms; its handler raises (``Tick``, or a
+``TimeoutError`` as a timeout with ``SIGALRM`` does) only when it lands in the
+library's own code, so every raise tests the library, not this file. Numbered
+lines and bulk writes flow over a socket and a pipe; every byte is counted in
+and out: none lost, none duplicated, in order, and every raise reaches the
+caller. CPython 3.9 runs a handler between almost any two bytecodes, which no
+pure-Python library can fence: the README says what holds there, and these
+tests run on 3.10 and later.
+"""
+
+import os
+import selectors
+import signal
+import socket
+import sys
+import threading
+import time
+from types import FrameType
+from typing import Callable, Iterator, List, Optional, Tuple, TypeVar
+
+import pytest
+
+import channels
+from channels import Channel, EndpointClosedException, PipeChannel, Poller, SocketChannel
+from channels.events import ChannelClosed, DataReceived, FramesReceived
+
+from .conftest import posix_only
+
+pytestmark = [
+    posix_only,
+    pytest.mark.skipif(
+        sys.version_info < (3, 10),
+        reason="CPython 3.9 runs signal handlers between any two bytecodes (README: Signals)",
+    ),
+]
+
+LIBRARY = os.path.dirname(channels.__file__) + os.sep
+OURS = (LIBRARY, selectors.__file__, socket.__file__)
+INTERVAL = 0.001
+RAISES = 300
+BLOCK = 500
+MAX_LINES = 4_000_000
+RUN_FOR = 20.0  # seconds at most per test (the deadline of every loop)
+
+
+_T = TypeVar("_T")
+
+
+class Tick(Exception):
+    """What the handler raises, unless it raises a ``TimeoutError``."""
+
+
+class Interrupter:
+    """A ``SIGALRM`` handler raising in library code; counts its raises."""
+
+    def __init__(self) -> None:
+        self.raised = 0
+        self.caught = 0
+        self.armed = False
+
+    def handler(self, signum: int, frame: Optional[FrameType]) -> None:
+        if not self.armed or frame is None or not frame.f_code.co_filename.startswith(OURS):
+            return  # (not in a finalizer or weakref callback either: it would be unraisable)
+        while frame is not None:
+            if frame.f_code.co_filename.startswith(LIBRARY):
+                self.raised += 1
+                if self.raised % 3 == 0:
+                    raise TimeoutError("alarm")
+                raise Tick
+            frame = frame.f_back
+
+    def catch(self, call: Callable[[], object]) -> object:
+        """``call()``; a raise from the handler is counted and gives None."""
+        try:
+            return call()
+        except (Tick, TimeoutError) as exc:
+            self.count(exc)
+            return None
+
+    def returns(self, call: Callable[[], object]) -> bool:
+        """True if ``call()`` returned; False if the handler's raise came out."""
+        try:
+            call()
+        except (Tick, TimeoutError) as exc:
+            self.count(exc)
+            return False
+        return True
+
+    def value(self, get: Callable[[], _T]) -> _T:
+        """``get()``, tried again while the handler raises in it (a property)."""
+        while True:
+            try:
+                return get()
+            except (Tick, TimeoutError) as exc:
+                self.count(exc)
+
+    def count(self, exc: BaseException) -> None:
+        """Count a raise, and those it replaced (a raise while one is handled)."""
+        seen: Optional[BaseException] = exc
+        while isinstance(seen, (Tick, TimeoutError)):
+            assert isinstance(seen, Tick) or seen.errno is None, seen
+            self.caught += 1
+            seen = seen.__context__
+
+    def check(self) -> None:
+        assert self.raised >= RAISES, "the handler hardly ever landed in the library"
+        assert self.caught == self.raised, "a raise was swallowed by the library"
+
+
+@pytest.fixture
+def interrupter() -> Iterator[Interrupter]:
+    interrupter = Interrupter()
+    old = signal.signal(signal.SIGALRM, interrupter.handler)
+    signal.setitimer(signal.ITIMER_REAL, INTERVAL, INTERVAL)
+    try:
+        yield interrupter
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def numbered(count: int, start: int = 0) -> bytes:
+    return b"".join(b"line %08d ..........\n" % number for number in range(start, start + count))
+
+
+class Feeder:
+    """Sends numbered lines from a thread (signal handlers run in the main
+    thread only) until the handler raised ``RAISES`` times in the library
+    (or ``MAX_LINES`` went), then closes; ``sent`` is how many."""
+
+    def __init__(
+        self,
+        interrupter: Interrupter,
+        write: Callable[[bytes], object],
+        close: Callable[[], object],
+    ) -> None:
+        self.sent = 0
+        self._interrupter = interrupter
+        self._write = write
+        self._close = close
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while self.sent < MAX_LINES and self._interrupter.raised < RAISES:
+                self._write(numbered(BLOCK, self.sent))
+                self.sent += BLOCK
+        finally:
+            self._close()
+
+
+def reading_pair(kind: str) -> Tuple[Channel, Callable[[bytes], object], Callable[[], object]]:
+    """A line channel, and how to send to it and close its peer."""
+    if kind == "socket":
+        mine, theirs = socket.socketpair()
+        theirs.setblocking(True)
+        return SocketChannel(mine, buffering="line"), theirs.sendall, theirs.close
+    faucet, sink = os.pipe()
+
+    def write_all(data: bytes) -> None:
+        view = memoryview(data)
+        while view:  # (the signal may land in this thread: a write may stop short)
+            view = view[os.write(sink, view) :]
+
+    return PipeChannel(faucet=faucet, buffering="line"), write_all, lambda: os.close(sink)
+
+
+def check_lines(got: List[bytes], count: int) -> None:
+    expected = numbered(count).splitlines(keepends=True)
+    assert len(got) == len(set(got)), "lines duplicated"
+    assert len(got) == count, f"{count - len(got)} lines lost"
+    assert got == expected, "lines out of order or changed"
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kind", ["socket", "pipe"])
+@pytest.mark.parametrize("view", ["poll", "poll_events", "poll_batches"])
+def test_a_raising_handler_loses_no_line_and_repeats_none(
+    interrupter: Interrupter, kind: str, view: str
+) -> None:
+    channel, send, close_peer = reading_pair(kind)
+    feeder = Feeder(interrupter, send, close_peer)
+    got: List[bytes] = []
+    ended = False
+    deadline = time.monotonic() + RUN_FOR
+    with Poller(buffering="line") as poller:
+        poller.register(channel)
+        poll = getattr(poller, view)
+        interrupter.armed = True
+        while not ended and time.monotonic() < deadline:
+            results = interrupter.catch(lambda: poll(0.5))
+            for item in results or ():
+                if isinstance(item, tuple):
+                    if item[0]:
+                        got.append(item[0])
+                    else:
+                        ended = True
+                elif isinstance(item, DataReceived):
+                    got.append(item.data)
+                elif isinstance(item, FramesReceived):
+                    got.extend(item.frames)
+                elif isinstance(item, ChannelClosed):
+                    ended = True
+        interrupter.armed = False
+    channel.close()
+    assert ended, "the end of the stream was never reported"
+    check_lines(got, feeder.sent)
+    interrupter.check()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kind", ["socket", "pipe"])
+def test_read_under_a_raising_handler(interrupter: Interrupter, kind: str) -> None:
+    channel, send, close_peer = reading_pair(kind)
+    feeder = Feeder(interrupter, send, close_peer)
+    got: List[bytes] = []
+    deadline = time.monotonic() + RUN_FOR
+    interrupter.armed = True
+    while time.monotonic() < deadline:
+        try:
+            line = interrupter.catch(channel.read)
+        except EndpointClosedException:
+            break
+        if line:
+            assert isinstance(line, bytes)
+            got.append(line)
+    interrupter.armed = False
+    channel.close()
+    check_lines(got, feeder.sent)
+    interrupter.check()
+
+
+def writing_pair(kind: str) -> Tuple[Channel, Callable[[], bytes]]:
+    """A channel to write to, and what its peer read in all (in a thread)."""
+    received: List[bytes] = []
+    if kind == "socket":
+        mine, theirs = socket.socketpair()
+        theirs.setblocking(True)
+        channel: Channel = SocketChannel(mine)
+        recv: Callable[[], bytes] = lambda: theirs.recv(65536)  # noqa: E731
+        done = theirs.close
+    else:
+        faucet, sink = os.pipe()
+        quiet, unused = os.pipe()  # (a faucet that never speaks: a Poller watches it)
+        os.close(unused)
+        os.set_blocking(sink, False)
+        channel = PipeChannel(faucet=quiet, sink=sink)
+        recv = lambda: os.read(faucet, 65536)  # noqa: E731
+        done = lambda: os.close(faucet)  # noqa: E731
+
+    def run() -> None:
+        while True:
+            data = recv()
+            if not data:
+                break
+            received.append(data)
+            time.sleep(0.0001)  # (slower than the writer: output queues up)
+        done()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+
+    def result() -> bytes:
+        thread.join(RUN_FOR)
+        assert not thread.is_alive(), "the reader never saw the end"
+        return b"".join(received)
+
+    return channel, result
+
+
+def write_all(interrupter: Interrupter, channel: Channel) -> int:
+    """Write numbered lines ``BLOCK`` at a time (in two chunks) until the
+    handler raised ``RAISES`` times; return how many lines. A write that
+    raised is retried only if it was not taken: ``channel.accepted`` tells."""
+    deadline = time.monotonic() + RUN_FOR
+    count = 0
+    while interrupter.raised < RAISES and count < MAX_LINES:
+        block = numbered(BLOCK, count)
+        while True:
+            assert time.monotonic() < deadline, "the writes made no progress"
+            before = interrupter.value(lambda: channel.accepted)
+            try:
+                channel.write(block[:1000], block[1000:])
+            except (Tick, TimeoutError) as exc:
+                interrupter.count(exc)
+                after = interrupter.value(lambda: channel.accepted)
+                if after == before:
+                    continue
+                assert after == before + len(block), "a write was taken in part"
+            except channels.WriteBufferFullError:
+                interrupter.catch(lambda: channel.flush(1.0))
+                continue
+            break
+        count += BLOCK
+    return count
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kind", ["socket", "pipe"])
+@pytest.mark.parametrize("ending", ["flush", "close", "poller"])
+def test_a_raising_handler_sends_nothing_twice(
+    interrupter: Interrupter, kind: str, ending: str
+) -> None:
+    channel, received = writing_pair(kind)
+    channel.high_water = 256 * 1024
+    poller = Poller()
+    if ending == "poller":
+        poller.register(channel)
+    interrupter.armed = True
+    count = write_all(interrupter, channel)
+    deadline = time.monotonic() + RUN_FOR
+    if ending == "flush":
+        while not interrupter.catch(channel.flush) and time.monotonic() < deadline:
+            pass
+    if ending == "poller":
+        while interrupter.value(lambda: channel.write_buffer_size):
+            interrupter.catch(lambda: poller.poll(0.1))
+            assert time.monotonic() < deadline
+        while not interrupter.returns(channel.close):
+            pass
+        while not interrupter.value(lambda: channel.closed) or interrupter.value(
+            lambda: channel.closing
+        ):
+            interrupter.catch(lambda: poller.poll(0.1))
+            assert time.monotonic() < deadline
+    while not interrupter.returns(channel.close):  # (interrupted: it is called again)
+        assert time.monotonic() < deadline
+    interrupter.armed = False
+    poller.close()
+    assert channel.undelivered == 0
+    data = received()
+    expected = numbered(count)
+    assert len(data) == len(expected), f"{len(data) - len(expected)} bytes more than written"
+    assert data == expected
+    interrupter.check()
