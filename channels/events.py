@@ -16,7 +16,7 @@ import dataclasses
 import enum
 import itertools
 import socket
-from typing import List, Tuple, Union
+from typing import AbstractSet, Dict, List, Set, Tuple, Union
 
 from ._protocols import ChannelLike
 from .channel import SocketChannel
@@ -176,29 +176,50 @@ def as_batches(collected: List[Collected]) -> List[BatchEvent]:
     ]
 
 
-def split_at(collected: List[Collected], limit: int) -> Tuple[List[Collected], List[Collected]]:
-    """The first ``limit`` frames or events of ``collected``, and the rest
-    (a batch of frames is cut where the limit falls)."""
+NO_BACKLOG: AbstractSet[int] = frozenset()
+
+
+def split_at(
+    collected: List[Collected], limit: int
+) -> Tuple[List[Collected], List[Collected], AbstractSet[int]]:
+    """What to hand out of ``collected`` now (about ``limit`` frames and
+    events), what waits for the next call, and the channels (by ``id``) with
+    frames waiting. Past the limit each channel gets an equal share, so one
+    that floods cannot hold back another's line; each channel's items stay
+    in order (its close after its last frame)."""
     if len(collected) == 1:  # (the usual case, quickly)
         item = collected[0]
         if type(item) is not tuple or len(item[0]) <= limit:
-            return collected, []
+            return collected, [], NO_BACKLOG
     count = 0
-    for index, item in enumerate(collected):
+    for item in collected:
+        count += len(item[0]) if type(item) is tuple else 1
+    if count <= limit:
+        return collected, [], NO_BACKLOG
+    senders = {id(item[1]) for item in collected if type(item) is tuple}
+    share = (limit // len(senders) or 1) if senders else limit
+    given: Dict[int, int] = {}
+    held: Set[int] = set()  # (what follows a channel's held frames is held too)
+    now: List[Collected] = []
+    later: List[Collected] = []
+    for item in collected:
         if type(item) is tuple:
             frames, channel = item
-            count += len(frames)
-            if count > limit:
-                keep = len(frames) - (count - limit)
-                head = collected[:index]
-                if keep:
-                    head.append((frames[:keep], channel))
-                return head, [(frames[keep:], channel), *collected[index + 1 :]]
+            key = id(channel)
+            room = share - given.get(key, 0)
+            if key not in held and len(frames) <= room:
+                now.append(item)
+                given[key] = share - room + len(frames)
+                continue
+            if key not in held and room > 0:
+                now.append((frames[:room], channel))
+                frames = frames[room:]
+            held.add(key)
+            later.append((frames, channel))
         else:
-            count += 1
-            if count > limit:
-                return collected[:index], collected[index:]
-    return collected, []
+            assert not isinstance(item, tuple)
+            (later if id(item.channel) in held else now).append(item)
+    return now, later, held
 
 
 DataEvent = Tuple[bytes, ChannelLike]

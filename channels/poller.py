@@ -80,10 +80,11 @@ DEFAULT_READ_BUDGET = MAX_READ_PER_CALL
 peer cannot starve the others; the rest is read by the next ``poll()``."""
 
 HAND_OUT = 1024
-"""Items one ``poll()`` or ``poll_events()`` returns at most; the rest waits
-for the next call, which returns it without reading first. A bounded list
-keeps the garbage collector out of the hot path and lets a call finish
-between two signals even when they come every millisecond."""
+"""Frames one ``poll()`` or ``poll_events()`` returns, about: past it, each
+channel gets an equal share and the rest waits for the next call (which
+reads only the channels with nothing waiting). A bounded list keeps the
+garbage collector out of the hot path and lets a call finish between two
+signals even when they come every millisecond."""
 
 _NONE_READ: AbstractSet[int] = frozenset()
 """No channel was read before the selector's ready list this time."""
@@ -271,11 +272,12 @@ class Poller:
         """
         registry = self._registry
         self._gather(timeout)
-        handed, kept = split_at(registry.results, HAND_OUT)
+        handed, kept, backlog = split_at(registry.results, HAND_OUT)
         results = as_tuples(handed)
         # No call from here to the return (see _gather()).
         self._woken = False
         registry.results = kept
+        registry.backlog = backlog
         return results
 
     def poll_events(self, timeout: Optional[float] = None) -> List[PollEvent]:
@@ -284,11 +286,12 @@ class Poller:
         ``ClientAccepted``."""
         registry = self._registry
         self._gather(timeout)
-        handed, kept = split_at(registry.results, HAND_OUT)
+        handed, kept, backlog = split_at(registry.results, HAND_OUT)
         results = as_events(handed)
         # No call from here to the return (see _gather()).
         self._woken = False
         registry.results = kept
+        registry.backlog = backlog
         return results
 
     def poll_batches(self, timeout: Optional[float] = None) -> List[BatchEvent]:
@@ -300,11 +303,12 @@ class Poller:
         """
         registry = self._registry
         self._gather(timeout)
-        handed, kept = split_at(registry.results, sys.maxsize)
+        handed, kept, backlog = split_at(registry.results, sys.maxsize)
         results = as_batches(handed)
         # No call from here to the return (see _gather()).
         self._woken = False
         registry.results = kept
+        registry.backlog = backlog
         return results
 
     # -- polling: the loop --------------------------------------------------
@@ -325,12 +329,11 @@ class Poller:
         deadline = None if timeout is None else now + timeout
         while True:
             left = None if deadline is None else (deadline - now if deadline > now else 0.0)
-            if registry.pending or registry.unfinished:
+            if registry.pending or registry.unfinished or registry.results:
                 wait: Optional[float] = 0  # there is news already: do not wait
             else:
                 wait = self._wait_time(left, now)
-            if not registry.results:  # (else a raise interrupted the last call: hand them out)
-                self._poll_once(wait, now)
+            self._poll_once(wait, now)
             # Writes flushed but nothing to report: that is no timeout yet.
             if registry.results or self._woken or (left is not None and left <= 0):
                 return
@@ -361,13 +364,9 @@ class Poller:
                 raise
             self._audit.find_bad_fds(exc)
             ready = []
-        read_already: AbstractSet[int] = _NONE_READ
-        unfinished = registry.unfinished
-        if unfinished:
-            read_already = set(unfinished)
-            for watched in list(unfinished.values()):
-                if watched.ready and self._audit.still_its_file(watched):
-                    read_channel(self._registry, watched, self._read_budget)
+        read_already = (
+            self._read_unfinished() if registry.unfinished or registry.backlog else _NONE_READ
+        )
         for key, events in ready:
             record = key.data
             if (  # the hot path: a channel with input
@@ -381,6 +380,18 @@ class Poller:
                 self._dispatch(record_of(key), events, read_already)
         if registry.pending:
             report_pending(registry, self._read_budget)
+
+    def _read_unfinished(self) -> AbstractSet[int]:
+        """Read the channels that may have more without select() saying so;
+        return them with the backlogged ones (frames of theirs wait already):
+        neither is read again by this poll."""
+        registry = self._registry
+        backlog = registry.backlog
+        unfinished = list(registry.unfinished.values())
+        for watched in unfinished:
+            if watched.key not in backlog and watched.ready and self._audit.still_its_file(watched):
+                read_channel(registry, watched, self._read_budget)
+        return {*(watched.key for watched in unfinished), *backlog}
 
     def _chores(self, now: float) -> None:
         """What is due now rather than per ready fd: servers whose back-off

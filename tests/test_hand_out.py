@@ -1,0 +1,157 @@
+"""How ``poll()`` hands out what it read: bounded, fair, in order.
+
+A call returns about ``HAND_OUT`` frames; past that, every channel with
+frames waiting gets an equal share and the rest waits for the next call, so
+several flooding peers are all served on every call, and a quiet peer's line
+is never stuck behind a flood. A channel's own items keep their order, its
+close after its last frame.
+"""
+
+import socket
+from typing import Callable, Dict, List, Tuple
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from channels import Poller, SocketChannel
+from channels.events import ChannelClosed, CloseReason, Collected, split_at
+from channels.poller import HAND_OUT
+
+from .conftest import DEADLINE
+
+
+class Named:
+    """A stand-in channel for ``split_at``, which only looks at identity."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+def _history(draw_sizes: List[Tuple[int, int, bool]]) -> Tuple[List[Collected], List[Named]]:
+    channels = [Named(name) for name in "abc"]
+    sent: Dict[str, int] = {channel.name: 0 for channel in channels}
+    collected: List[Collected] = []
+    closed = set()
+    for which, count, close in draw_sizes:
+        channel = channels[which]
+        if channel.name in closed:
+            continue
+        if count:
+            start = sent[channel.name]
+            frames = [b"%s%d" % (channel.name.encode(), n) for n in range(start, start + count)]
+            sent[channel.name] += count
+            collected.append((frames, channel))  # type: ignore[arg-type]
+        if close:
+            closed.add(channel.name)
+            collected.append(ChannelClosed(channel, CloseReason.PEER_CLOSED, 0))  # type: ignore[arg-type]
+    return collected, channels
+
+
+def _per_channel(items: List[Collected]) -> Dict[str, List[object]]:
+    seen: Dict[str, List[object]] = {}
+    for item in items:
+        if isinstance(item, tuple):
+            seen.setdefault(repr(item[1]), []).extend(item[0])
+        else:
+            seen.setdefault(repr(item.channel), []).append("closed")
+    return seen
+
+
+@settings(max_examples=300)
+@given(
+    steps=st.lists(st.tuples(st.integers(0, 2), st.integers(0, 40)), max_size=30),
+    closes=st.lists(st.integers(0, 2), max_size=3),
+    limit=st.integers(1, 50),
+)
+def test_every_frame_comes_once_in_order_with_the_close_last(
+    steps: List[Tuple[int, int]], closes: List[int], limit: int
+) -> None:
+    """Data from three channels, then some of them close: split again and
+    again, each channel's frames come once, in order, its close last."""
+    history = [(which, count, False) for which, count in steps]
+    collected, _ = _history(history + [(which, 0, True) for which in closes])
+    expected = _per_channel(collected)
+    handed: List[Collected] = []
+    rest = collected
+    for _ in range(10_000):
+        if not rest:
+            break
+        now, rest, backlog = split_at(rest, limit)
+        assert now, "a call with something waiting handed out nothing"
+        frames_now = sum(len(item[0]) for item in now if isinstance(item, tuple))
+        senders = {id(item[1]) for item in now if isinstance(item, tuple)}
+        assert frames_now <= max(limit, len(senders)), "more than the limit (or one each)"
+        assert backlog == {id(item[1]) for item in rest if isinstance(item, tuple)}
+        handed += now
+    assert not rest
+    assert _per_channel(handed) == expected
+
+
+def test_past_the_limit_every_sender_gets_its_share() -> None:
+    flood, quiet = Named("flood"), Named("quiet")
+    collected: List[Collected] = [
+        ([b"f%d" % n for n in range(5000)], flood),  # type: ignore[list-item]
+        ([b"q0"], quiet),  # type: ignore[list-item]
+        ChannelClosed(flood, CloseReason.PEER_CLOSED, 0),  # type: ignore[arg-type]
+    ]
+    now, rest, backlog = split_at(collected, 1024)
+    assert now == [([b"f%d" % n for n in range(512)], flood), ([b"q0"], quiet)]
+    assert rest[0] == ([b"f%d" % n for n in range(512, 5000)], flood)
+    assert isinstance(rest[1], ChannelClosed)  # (after the flood's last frame)
+    assert backlog == {id(flood)}
+
+
+def _flooded_pair(lines: int, tag: bytes) -> Tuple[SocketChannel, socket.socket]:
+    mine, theirs = socket.socketpair()
+    theirs.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+    mine.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    theirs.setblocking(False)
+    data = b"".join(b"%s %07d .........\n" % (tag, n) for n in range(lines))
+    sent = theirs.send(data)
+    assert sent > 200 * 1024, "the socket buffer took too little to test with"
+    return SocketChannel(mine, buffering="line"), theirs
+
+
+def test_several_flooders_are_all_served_by_every_poll(
+    make_poller: Callable[..., Poller],
+) -> None:
+    poller = make_poller(buffering="line")
+    pairs = [_flooded_pair(40_000, b"%d" % n) for n in range(3)]
+    for channel, _ in pairs:
+        poller.register(channel)
+    got: Dict[int, List[bytes]] = {id(channel): [] for channel, _ in pairs}
+    for _ in range(12):
+        results = poller.poll(DEADLINE)
+        assert len(results) <= HAND_OUT
+        served = {id(source) for data, source in results}
+        assert served == set(got), "a flooding channel was left out of a poll"
+        for data, source in results:
+            got[id(source)].append(data)
+    for channel, peer in pairs:  # each one's lines in order, none twice
+        lines = got[id(channel)]
+        numbers = [int(line.split()[1]) for line in lines]
+        assert numbers == list(range(len(numbers)))
+        channel.close()
+        peer.close()
+
+
+def test_a_quiet_line_is_not_stuck_behind_a_backlog(make_poller: Callable[..., Poller]) -> None:
+    poller = make_poller(buffering="line")
+    flood, flood_peer = _flooded_pair(40_000, b"f")
+    quiet_end, quiet_peer = socket.socketpair()
+    quiet = SocketChannel(quiet_end, buffering="line")
+    poller.register(flood)
+    poller.register(quiet)
+    first = poller.poll(DEADLINE)
+    assert all(source is flood for _, source in first)  # a backlog of the flood waits now
+    quiet_peer.sendall(b"hello\n")
+    for _ in range(2):  # (the next poll, or the one after if the line came late)
+        if (b"hello\n", quiet) in poller.poll(DEADLINE):
+            break
+    else:
+        raise AssertionError("the quiet line waited behind the flood's backlog")
+    for closing in (flood, flood_peer, quiet, quiet_peer):
+        closing.close()
