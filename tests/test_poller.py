@@ -511,3 +511,47 @@ def test_results_survive_a_raise_while_they_are_handed_out(
                 poller.poll(0.01)
     assert poller.poll(0) == [(b"one\n", channel), (b"two\n", channel)]
     channel.close()
+
+
+class _SignalledChannel(BareChannel):
+    """A custom channel in whose ``read()`` a signal arrives: its handler's
+    exception is the application's, whatever its type."""
+
+    signalled = False
+
+    def read(self) -> bytes:
+        if self.signalled:
+            self.signalled = False
+            signal.raise_signal(signal.SIGUSR1)  # (the handler runs in here)
+        return super().read()
+
+
+@posix_only
+@pytest.mark.parametrize(
+    "error",
+    [ValueError("the handler's"), KeyError("the handler's"), ConnectionResetError(104, "fake")],
+    ids=["ValueError", "KeyError", "OSError-with-errno"],
+)
+def test_what_a_signal_handler_raises_in_a_custom_read_propagates(
+    poller: Poller, error: Exception
+) -> None:
+    """Those errors from a custom channel's read() mean it is broken (it is
+    reported closed); raised by a signal handler, they are the application's:
+    they propagate and the channel stays registered, its data kept."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise error
+
+    previous = signal.signal(signal.SIGUSR1, handler)
+    try:
+        channel = _SignalledChannel()
+        poller.register(channel)
+        channel.peer.sendall(b"kept")
+        channel.signalled = True
+        with pytest.raises(type(error)):
+            poll_until(poller, bool)
+        assert poll_until(poller, bool) == [(b"kept", channel)]  # not closed
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    poller.unregister(channel)
+    channel.close()
