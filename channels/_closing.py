@@ -123,7 +123,6 @@ def finish_closing(registry: Registry, now: float, wait: Optional[float]) -> Opt
 
 def finish_now(registry: Registry, watched: Watched) -> None:
     """Finish a close taken by the registry: drop what is left, with a warning."""
-    watched.taken = False
     writer, finisher = watched.writer, watched.finisher
     queued = 0 if writer is None else writer.write_buffer_size
     if queued:
@@ -135,6 +134,7 @@ def finish_now(registry: Registry, watched: Watched) -> None:
             if not_from_the_os(exc):
                 raise
             _LOGGER.exception("closing %r failed", watched.channel)
+    watched.taken = False
     registry.move(watched, "closed")  # for a channel that does not call back
 
 
@@ -195,11 +195,13 @@ def close_every_channel(registry: Registry) -> List[BaseException]:
     for watched in records:
         try:
             if watched.taken and watched.finisher is not None:
-                watched.taken = False
                 watched.finisher.finish_close()
+                watched.taken = False
             else:
                 watched.channel.close()
         except Exception as exc:
+            if not_from_the_os(exc):  # (a handler's: the record stays, to close again)
+                raise
             errors.append(exc)
         registry.move(watched, "closed")  # for a channel that does not call back
     return errors

@@ -26,6 +26,8 @@ When the end is gone because the OS said so, the ``OSError`` is chained as
 """
 
 import signal
+from types import CodeType
+from typing import Set
 
 __all__ = [
     "BAD_CHANNEL_ERRORS",
@@ -59,7 +61,7 @@ def raised_by_a_signal_handler(exc: BaseException) -> bool:
     tb = exc.__traceback__
     if tb is None:
         return False
-    codes = set()
+    codes: Set[CodeType] = set()
     for signum in signal.valid_signals():
         try:
             handler = signal.getsignal(signum)

@@ -33,7 +33,6 @@ __all__ = [
     "fd_ready",
     "identity_of",
     "is_always_ready",
-    "receive",
     "receive_into",
     "restore_blocking",
 ]
@@ -191,14 +190,6 @@ def check_select_limit(selector: selectors.BaseSelector, fd: int, what: object) 
         )
 
 
-def receive(recv: Callable[[int], bytes], size: int, at_eof: str) -> bytes:
-    """One read syscall of at most ``size`` bytes: the bytes there are,
-    ``b''`` if none yet (``receive_into()`` without the inbox)."""
-    inbox: List[bytes] = []
-    receive_into(inbox, map(recv, (size,)), at_eof)
-    return inbox[0] if inbox else b""
-
-
 def receive_into(inbox: List[bytes], reading: Iterator[bytes], at_eof: str) -> int:
     """One read syscall, appended to ``inbox``; return how many bytes came.
 
@@ -224,12 +215,13 @@ def receive_into(inbox: List[bytes], reading: Iterator[bytes], at_eof: str) -> i
 
 
 def restore_blocking(fd: int) -> None:
-    """Make ``fd`` blocking again (an error: closing it will say so)."""
-    try:
-        os.set_blocking(fd, True)
-    except OSError as exc:  # a bad fd: closing it says so
-        if not_from_the_os(exc):
-            raise
+    """Make ``fd`` blocking again (an error: closing it will say so). POSIX only."""
+    if sys.platform != "win32":
+        try:
+            os.set_blocking(fd, True)
+        except OSError as exc:  # a bad fd: closing it says so
+            if not_from_the_os(exc):
+                raise
 
 
 _DRAIN: Callable[[Iterable[None]], None] = collections.deque[None](maxlen=0).extend

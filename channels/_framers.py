@@ -146,12 +146,12 @@ class OneByOne:
         """``take_frames()`` into ``out`` as one ``(frames, owner)``."""
         self._raise_held()
         self._absorb()
+        frames: List[bytes] = []
         if self._bulk is not None:
             frames = self._bulk.take_frames()
             if frames:
                 out += ((frames, owner),)
             return
-        frames = []
         try:
             frame = self._framer.next_frame()
             while frame is not None:

@@ -260,14 +260,14 @@ class Registry:
         return True
 
     def _finish_taken(self, watched: Watched, deliver_first: bool) -> None:
-        """A record whose close was taken leaves before it finished: finish it."""
-        watched.taken = False
+        """A record whose close was taken leaves before it finished: finish it
+        (taken until then: a raise in here leaves it for the next try)."""
         finisher = watched.finisher
-        if finisher is None:
-            return
-        if deliver_first and watched.writer is not None:
-            deliver([watched.writer])
-        finisher.finish_close()
+        if finisher is not None:
+            if deliver_first and watched.writer is not None:
+                deliver([watched.writer])
+            finisher.finish_close()
+        watched.taken = False
 
     def pause(self, watched: Watched, paused: bool) -> None:
         """Stop (or resume) reading an OPEN channel; resumed, it is read at once."""

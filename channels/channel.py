@@ -20,7 +20,7 @@ from typing import Deque, List, Optional
 
 from ._base import DEFAULT_HIGH_WATER, DEFAULT_LINGER, READ_SIZE, Channel
 from ._errors import EndpointClosedException, not_from_the_os
-from ._fds import close_each, fd_ready, receive, receive_into, restore_blocking
+from ._fds import close_each, fd_ready, receive_into, restore_blocking
 from ._protocols import (
     AGAIN,
     DRAINED,
@@ -159,14 +159,9 @@ class PipeChannel(Channel):
             self._sink_blocking = self._sink_was_blocking
 
     def _receive(self, size: int) -> bytes:
-        if not self._can_read:
-            raise NotImplementedError(f"{self!r} has no faucet: it cannot read")
-        faucet = self._faucet
-        if faucet < 0:
-            raise EndpointClosedException("the channel was closed")
-        if self._shared and not fd_ready(faucet, writing=False):
-            return b""  # one read() only when it cannot block
-        return receive(lambda size: os.read(faucet, size), size, "the writer closed the pipe")
+        inbox: List[bytes] = []
+        PipeChannel._receive_into(self, inbox, size)
+        return inbox[0] if inbox else b""
 
     def _receive_into(self, inbox: List[bytes], size: int) -> int:
         if not self._can_read:
@@ -349,9 +344,9 @@ class SocketChannel(Channel):
         return self._sock
 
     def _receive(self, size: int) -> bytes:
-        if self._closed:
-            raise EndpointClosedException("the channel was closed")
-        return receive(self._sock.recv, size, "the peer closed the connection")
+        inbox: List[bytes] = []
+        SocketChannel._receive_into(self, inbox, size)
+        return inbox[0] if inbox else b""
 
     def _receive_into(self, inbox: List[bytes], size: int) -> int:
         if self._closed:
