@@ -9,7 +9,7 @@ same frames and the same errors.
 """
 
 import sys
-from typing import Any, List, Optional, Protocol, Tuple, runtime_checkable
+from typing import Any, List, Optional, Protocol, Tuple, cast, runtime_checkable
 
 from ._errors import LineTooLong, raised_by_a_signal_handler
 
@@ -112,7 +112,7 @@ class OneByOne:
         self._framer = framer
         # (hasattr, not isinstance: a runtime protocol check is slow per client)
         bulk = hasattr(framer, "take_frames") and hasattr(framer, "error_waiting")
-        self._bulk: Optional[BulkFramer] = framer if bulk else None  # type: ignore[assignment]
+        self._bulk = cast(BulkFramer, framer) if bulk else None
         self._error: Optional[Exception] = None
         self.inbox: List[bytes] = []
 
