@@ -14,6 +14,7 @@ from typing import List, Union
 from ._fds import current_pid, fd_is_open, identity_of
 from ._records import Server, Watched, WriteSide, record_of
 from ._registry import Registry
+from ._selecting import drop_strays
 
 __all__ = ["CHECK_INTERVAL", "FdAudit", "check_usable", "fd_went_bad"]
 
@@ -77,6 +78,8 @@ class FdAudit:
             if not fd_is_open(key.fd)
         ]
         if not bad:
+            if drop_strays(registry.selector):
+                return
             raise exc
         for record in bad:
             if isinstance(record, (Watched, Server)):

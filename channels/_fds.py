@@ -162,7 +162,9 @@ class FdWaiter:
             fds = list(self._fds)
             try:
                 _, writable, failed = select.select([], fds, fds, min(timeout, MAX_WAIT))
-            except (OSError, ValueError):
+            except (OSError, ValueError) as exc:
+                if not_from_the_os(exc):
+                    raise
                 return [(fd, not fd_is_open(fd)) for fd in fds]
             return [(fd, False) for fd in {*writable, *failed}]
         else:

@@ -9,7 +9,9 @@ typed field, so no code needs ``getattr`` or a cast to use one. The states
 a ``Watched`` goes through are drawn in ``channels._registry``. No IO here.
 """
 
+import contextlib
 import enum
+import functools
 import selectors
 import socket
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, Union, cast
@@ -172,8 +174,49 @@ class Watched:
         # or another one (a pipe's sink), which then has a record of its own.
         self.write_fd = fd
         self.write_side: Optional[WriteSide] = None
+        if self.writer is not None:
+            with contextlib.suppress(NotImplementedError):  # it cannot write: no matter
+                self.write_fd = self.writer.get_write_fd()
+            if self.write_fd != fd:
+                self.write_side = WriteSide(self)
         # The server it was accepted from, while it counts against max_clients.
         self.server: Optional[Server] = None
+
+    def hook(
+        self,
+        closed: Callable[["Watched", str], None],
+        drained: Callable[["Watched"], None],
+        take_close: Callable[["Watched"], bool],
+        output_changed: Callable[["Watched", bool], None],
+        again: bool,
+    ) -> None:
+        """Give the channel the Poller's callbacks (``again``: this may have
+        been cut short by a raise, some may be there already: none is added
+        twice). Each is stored before it is added, so ``unhook()`` finds it."""
+        if self.notifier is not None:
+            if self.on_close is None:
+                self.on_close = functools.partial(closed, self, "closed")
+            if again:
+                self.notifier.remove_close_callback(self.on_close)
+            self.notifier.add_close_callback(self.on_close)
+        if self.drains is not None:
+            if self.on_drain is None:
+                self.on_drain = functools.partial(drained, self)
+            if again:
+                self.drains.remove_drain_callback(self.on_drain)
+            self.drains.add_drain_callback(self.on_drain)
+        if self.finisher is not None:
+            if self.on_take_close is None:
+                self.on_take_close = functools.partial(take_close, self)
+            if again:
+                self.finisher.remove_close_agent(self.on_take_close)
+            self.finisher.add_close_agent(self.on_take_close)
+        if self.writer is not None:
+            if self.on_output is None:
+                self.on_output = functools.partial(output_changed, self)
+            if again:
+                self.writer.remove_output_callback(self.on_output)
+            self.writer.add_output_callback(self.on_output)
 
     def unhook(self) -> None:
         """Remove every callback the Poller gave the channel."""
@@ -251,15 +294,22 @@ class WriteSide:
 
 
 class Server:
-    """A listening socket, as the selector's ``data``."""
+    """A listening socket, as the selector's ``data``, and the client being
+    accepted from it (``channels._accept``: kept here, so that what a raise
+    cut short is finished, not leaked or reported twice)."""
 
     __slots__ = (
         "active",
         "backing_off",
+        "client",
         "clients",
         "fd",
+        "fresh",
         "identity",
+        "kind",
         "max_clients",
+        "own_accept",
+        "pending",
         "resume_at",
         "sock",
     )
@@ -274,6 +324,16 @@ class Server:
         self.backing_off = False
         # False once dropped (removed, its fd lost or reused).
         self.active = True
+        # What accepted sockets are made of: family, type, protocol.
+        self.kind = (sock.family, sock.type, sock.proto)
+        # A subclass's accept() (an SSLSocket's wraps the client): called as it is.
+        self.own_accept = type(sock).accept is not socket.socket.accept
+        # The client being accepted: (fd, address) as accept(2) gave them (or
+        # what an own accept() gave); the socket object that owns the fd once
+        # made; its channel.
+        self.pending: List[Tuple[Union[int, socket.socket], Any]] = []
+        self.fresh: Optional[socket.socket] = None
+        self.client: Optional[ChannelLike] = None
 
 
 class Wakeup:

@@ -13,13 +13,11 @@ cuts a change short is finished by the next ``settle()`` (its reports made
 once), as are the selector calls it cut short (``channels._selecting``).
 """
 
-import contextlib
-import functools
 import logging
 import selectors
 import time
 import weakref
-from typing import AbstractSet, Callable, Dict, List, Optional, Set, Tuple
+from typing import AbstractSet, Callable, Dict, List, NoReturn, Optional, Set, Tuple
 
 from ._errors import not_from_the_os
 from ._fds import check_select_limit, current_pid, is_always_ready
@@ -98,11 +96,14 @@ class Registry:
         one with nothing to deliver, and FORGOTTEN."""
         self.dormant: weakref.WeakValueDictionary[int, Watched] = weakref.WeakValueDictionary()
         """Half-closed records with nothing to deliver, kept alive only by their channel."""
+        # What a raise cut short, finished by the next such call or settle():
+        # moves (but those under way, _depth), registrations, selector calls.
         self.moving: Dict[int, Tuple[Watched, State, Optional[CloseReason], str]] = {}
-        """Moves a raise cut short: the next one, or ``settle()``, finishes them."""
-        self._depth = 0  # (moves under way: the markers of those are not cut short)
+        self._depth = 0
+        self.adding: Dict[int, Watched] = {}
         self.unsettled: Dict[int, Watched] = {}
-        """Records whose selector calls a raise cut short: ``settle()`` redoes them."""
+        # Servers with a client being accepted (channels._accept), by identity.
+        self.arriving: Dict[int, Server] = {}
         self.pending: Dict[int, Watched] = {}
         """CLOSED, LOST, STALE and BROKEN records: reported by the next poll."""
         self.unfinished: Dict[int, Watched] = {}
@@ -135,6 +136,8 @@ class Registry:
         fd = channel.get_fd()
         if isinstance(fd, bool) or not isinstance(fd, int) or fd < 0:
             raise ValueError(f"cannot register {channel!r}: get_fd() gave {fd!r}, not an open fd")
+        if self.adding:
+            self.finish_adding()
         known = self.find(channel)
         if known is not None:
             if known.fd == fd and known.state in (_OPEN, _HALF):
@@ -147,43 +150,40 @@ class Registry:
         self.evict(fd)
         check_select_limit(self.selector, fd, channel)
         watched = Watched(channel, fd, shape)
-        writer = watched.writer
-        if writer is not None:
-            with contextlib.suppress(NotImplementedError):  # it cannot write: no matter
-                watched.write_fd = writer.get_write_fd()
-            if watched.write_fd != fd:
-                watched.write_side = WriteSide(watched)
         watched.ready = True
+        self.adding[watched.key] = watched  # (a raise from here: finish_adding() ends it)
         try:
-            self.selector.register(fd, selectors.EVENT_READ, watched)
+            self._select(fd, selectors.EVENT_READ, watched)
         except PermissionError as exc:
-            if not is_always_ready(fd):
-                raise ValueError(
-                    f"cannot register {channel!r}: fd {fd} cannot be watched: {exc}"
-                ) from exc
+            if not_from_the_os(exc) or not is_always_ready(fd):
+                _not_added(self.adding, watched, exc, "cannot be watched")
             # epoll refuses regular files (stdin redirected from a file) and
             # devices like /dev/null, which are always readable anyway: read
             # it every poll() until its end.
             watched.always_readable = True
             self.unfinished[watched.key] = watched
         except (OSError, ValueError) as exc:
-            raise ValueError(f"cannot register {channel!r}: fd {fd} is not usable: {exc}") from exc
-        self.channels[watched.key] = watched
-        if watched.notifier is not None:
-            watched.on_close = functools.partial(self.move, watched, "closed")
-            watched.notifier.add_close_callback(watched.on_close)
-        if watched.drains is not None:
-            watched.on_drain = functools.partial(self._drained, watched)
-            watched.drains.add_drain_callback(watched.on_drain)
-        if watched.finisher is not None:
-            watched.on_take_close = functools.partial(self._take_close, watched)
-            watched.finisher.add_close_agent(watched.on_take_close)
-        if writer is not None:
-            watched.on_output = functools.partial(self._output_changed, watched)
-            writer.add_output_callback(watched.on_output)
-            if writer.write_buffer_size:
-                self._output_changed(watched, True)
+            _not_added(self.adding, watched, exc, "is not usable")
+        self._join(watched, False)
         return watched
+
+    def _join(self, watched: Watched, again: bool) -> None:
+        """Index and hook a new, selected record (again: after a raise)."""
+        self.channels[watched.key] = watched
+        watched.hook(self.move, self._drained, self._take_close, self._output_changed, again)
+        writer = watched.writer
+        if writer is not None and writer.write_buffer_size:
+            self._output_changed(watched, True)
+        self.adding.pop(watched.key, None)
+
+    def finish_adding(self) -> None:
+        """Finish the registrations a raise cut short."""
+        for watched in list(self.adding.values()):
+            if watched.state is _OPEN:
+                self.sync(watched)
+                self._join(watched, True)
+            else:  # (unregistered meanwhile)
+                self.adding.pop(watched.key, None)
 
     def move(self, watched: Watched, event: str) -> None:
         """Apply ``event`` to the record, as the table in the module docstring says."""
@@ -380,13 +380,19 @@ class Registry:
             unselect_fd(self.selector, fd, record)
 
     def settle(self) -> None:
-        """Redo the selector calls a raise cut short (see ``_selecting``)."""
+        """Redo the moves, registrations and selector calls a raise cut short;
+        the selector calls of each from scratch (see ``_selecting``)."""
+        cut_short = [*self.unsettled.values(), *self.adding.values()]
+        cut_short += [watched for watched, *_ in self.moving.values()]
         self.finish_moves()
-        for watched in list(self.unsettled.values()):
+        self.finish_adding()
+        for watched in cut_short:
+            self.unsettled[watched.key] = watched  # (until it is redone)
             forget_fd(self.selector, watched.fd, watched)
             forget_fd(self.selector, watched.write_fd, watched.write_side)
-            self.unsettled.pop(watched.key, None)
-            if watched.state is not _GONE:
+            if watched.state is _GONE:
+                self.unsettled.pop(watched.key, None)
+            else:
                 self.sync(watched)
 
     def register_wakeup(self, wakeup: Wakeup) -> None:
@@ -413,7 +419,7 @@ class Registry:
     def close(self) -> None:
         """Forget every record and close the selector (in a forked child, its
         copy only: the parent's registrations stay)."""
-        for watched in [*self.channels.values(), *self.dormant.values()]:
+        for watched in {**self.adding, **self.dormant, **self.channels}.values():
             self.move(watched, "unregister")
         self.servers.clear()
         UNFINISHED.discard(self)
@@ -422,3 +428,12 @@ class Registry:
         except OSError:  # a kqueue is not inherited: the child's fd is no kqueue
             if self.pid == current_pid():
                 raise
+
+
+def _not_added(adding: Dict[int, Watched], watched: Watched, exc: Exception, why: str) -> NoReturn:
+    """Raise a handler's exception as it is (``finish_adding()`` goes on),
+    else a ``ValueError`` naming the channel (no record is left)."""
+    if not_from_the_os(exc):
+        raise exc
+    del adding[watched.key]
+    raise ValueError(f"cannot register {watched.channel!r}: fd {watched.fd} {why}: {exc}") from exc

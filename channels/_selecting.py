@@ -11,11 +11,11 @@ short (``Registry.settle``). No other module calls the selector.
 """
 
 import selectors
-from typing import Callable, Optional
+from typing import Callable, Optional, Set
 
 from ._errors import not_from_the_os
 
-__all__ = ["forget_fd", "select_fd", "unselect_fd"]
+__all__ = ["drop_strays", "forget_fd", "select_fd", "unselect_fd"]
 
 
 def select_fd(
@@ -60,20 +60,44 @@ _MAP_ONLY: Optional[Callable[[selectors.BaseSelector, int], object]] = getattr(
 )
 
 
+_SELECT_SETS = ("_readers", "_writers")  # (SelectSelector's: what select() is given)
+
+
+def _unselect_sets(selector: selectors.BaseSelector, fd: int) -> None:
+    for name in _SELECT_SETS:
+        watching: Optional[Set[int]] = getattr(selector, name, None)
+        if watching is not None:
+            watching.discard(fd)
+
+
+def drop_strays(selector: selectors.BaseSelector) -> bool:
+    """Drop from ``select()``'s sets the fds the map lost (a raise in the
+    stdlib's ``modify()``, which unregisters and registers again); True if
+    there were any."""
+    known = selector.get_map()
+    strays = {fd for name in _SELECT_SETS for fd in getattr(selector, name, ()) if fd not in known}
+    for fd in strays:
+        _unselect_sets(selector, fd)
+    return bool(strays)
+
+
 def _unregister(selector: selectors.BaseSelector, fd: int) -> None:
-    """``selector.unregister(fd)``, but an exception a signal handler raises
-    in there propagates: the stdlib's epoll and poll selectors drop every
-    ``OSError`` of the kernel call, a handler's ``TimeoutError`` too."""
+    """``selector.unregister(fd)``, the kernel's set (or ``select()``'s sets)
+    first, the map last: a raise in between leaves the map's key, and the
+    next ``select_fd()`` or ``unselect_fd()`` finishes. An exception a signal
+    handler raises propagates (the stdlib's epoll and poll selectors drop
+    every ``OSError`` of the kernel call, a handler's ``TimeoutError`` too)."""
     unregister = getattr(getattr(selector, "_selector", None), "unregister", None)
     if unregister is None or _MAP_ONLY is None:
+        _unselect_sets(selector, fd)
         selector.unregister(fd)
         return
-    _MAP_ONLY(selector, fd)
     try:
         unregister(fd)
-    except OSError as exc:  # (closed since it was registered: nothing to do)
+    except (KeyError, OSError) as exc:  # (closed since, or a raise came after this)
         if not_from_the_os(exc):
             raise
+    _MAP_ONLY(selector, fd)
 
 
 def forget_fd(selector: selectors.BaseSelector, fd: int, data: object) -> None:
@@ -85,7 +109,7 @@ def forget_fd(selector: selectors.BaseSelector, fd: int, data: object) -> None:
     if key is not None:
         _unregister(selector, fd)
     # (epoll, poll and devpoll selectors keep the kernel object there; a
-    # kqueue forgets an fd by itself, select() keeps nothing)
+    # kqueue forgets an fd by itself; select()'s selector keeps two sets)
     kernel: Optional[object] = getattr(selector, "_selector", None)
     unregister = getattr(kernel, "unregister", None)
     if unregister is not None:
@@ -94,3 +118,4 @@ def forget_fd(selector: selectors.BaseSelector, fd: int, data: object) -> None:
         except (KeyError, OSError, ValueError) as exc:  # it was not there
             if not_from_the_os(exc):
                 raise
+    _unselect_sets(selector, fd)

@@ -75,6 +75,8 @@ def _check_fd(fd: object, role: str) -> int:
     except OverflowError:
         raise ValueError(f"PipeChannel {role} {fd} is not an fd: too large") from None
     except OSError as exc:
+        if not_from_the_os(exc):
+            raise
         raise ValueError(f"PipeChannel {role} {fd} is not an open fd: {exc.strerror}") from exc
     if stat.S_ISDIR(mode):
         raise ValueError(f"PipeChannel {role} {fd} is a directory: it cannot be a stream")
@@ -282,6 +284,8 @@ def _check_connected(sock: socket.socket) -> None:
     try:
         sock.getpeername()
     except OSError as exc:
+        if not_from_the_os(exc):
+            raise
         # (one that was connected and reset has the reset pending: it is read)
         pending = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if exc.errno == errno.ENOTCONN and not pending:

@@ -21,7 +21,7 @@ import selectors
 import socket
 import sys
 import time
-from typing import AbstractSet, Any, Callable, List, Optional
+from typing import AbstractSet, Callable, List, Optional
 
 from . import _checks
 from ._accept import ACCEPT_BACKOFF, MAX_ACCEPTS_PER_POLL, Acceptor
@@ -46,7 +46,6 @@ from .channel import SocketChannel
 from .events import (
     AcceptEvent,
     BatchEvent,
-    ClientAccepted,
     DataEvent,
     PollEvent,
     PollResult,
@@ -113,7 +112,7 @@ class Poller:
         self._read_budget = _checks.whole_number(read_budget, "read_budget (bytes)", 1)
         self._strategy = as_buffering(buffering)
         self._registry = registry = Registry((selector or selectors.DefaultSelector)())
-        self._acceptor = Acceptor(registry)
+        self._acceptor = Acceptor(registry, self._new_client)
         self._audit = FdAudit(registry)
         self._woken = False
         self._shutting_down = False
@@ -207,6 +206,7 @@ class Poller:
         ``poll()``; the servers are forgotten. If closing a channel raised,
         the others are closed first, then the first error is raised.
         """
+        self._acceptor.finish_arrivals()  # (reported before they are closed)
         errors = close_every_server(self._registry) + close_every_channel(self._registry)
         if errors:
             raise errors[0]
@@ -323,8 +323,10 @@ class Poller:
         self._check_open("poll() on")
         timeout = _checks.timeout(timeout, "poll() timeout")
         registry = self._registry
-        if registry.unsettled or registry.moving:
+        if registry.unsettled or registry.moving or registry.adding:
             registry.settle()
+        if registry.arriving:
+            self._acceptor.finish_arrivals()
         now = time.monotonic()
         deadline = None if timeout is None else now + timeout
         while True:
@@ -410,7 +412,7 @@ class Poller:
             self._drain_wakeups()
         elif isinstance(record, Server):
             if record.active:
-                self._acceptor.accept(record, self._take_client)
+                self._acceptor.accept(record)
         elif isinstance(record, WriteSide):
             flush_output(self._registry, record.watched)
         elif isinstance(record, Watched):
@@ -419,11 +421,8 @@ class Poller:
             if events & selectors.EVENT_WRITE:
                 flush_output(self._registry, record)
 
-    def _take_client(self, server: Server, sock: socket.socket, address: Any) -> Watched:
-        client = SocketChannel(sock, buffering=self._strategy)
-        watched = self._registry.watch(client)
-        self._registry.results.append(ClientAccepted(server.sock, client, address))
-        return watched
+    def _new_client(self, sock: socket.socket) -> SocketChannel:
+        return SocketChannel(sock, buffering=self._strategy)
 
     def _drain_wakeups(self) -> None:
         self._woken = True

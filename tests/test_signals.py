@@ -17,6 +17,7 @@ import socket
 import sys
 import threading
 import time
+import traceback
 from types import FrameType
 from typing import Callable, Dict, Iterator, List, Optional, Tuple, Type, TypeVar
 
@@ -24,7 +25,7 @@ import pytest
 
 import channels
 from channels import Channel, EndpointClosedException, PipeChannel, Poller, SocketChannel
-from channels.events import ChannelClosed, DataReceived, FramesReceived
+from channels.events import ChannelClosed, ClientAccepted, DataReceived, FramesReceived
 
 from .conftest import posix_only
 
@@ -38,11 +39,13 @@ pytestmark = [
 
 LIBRARY = os.path.dirname(channels.__file__) + os.sep
 OURS = (LIBRARY, selectors.__file__, socket.__file__)
+ACCEPTING = os.path.join(LIBRARY, "_accept.py")
 INTERVAL = 0.001
 RAISES = 300
 BLOCK = 500
 MAX_LINES = 4_000_000
 RUN_FOR = 20.0  # seconds at most per test (the deadline of every loop)
+DEBUG = bool(os.environ.get("DEBUG_RAISES"))  # print the stacks of swallowed raises
 
 
 _T = TypeVar("_T")
@@ -57,6 +60,8 @@ class Interrupter:
 
     def __init__(self) -> None:
         self.raised = 0
+        self.in_accepting = 0  # (raises while a client was being accepted)
+        self.stacks: List[Tuple[BaseException, traceback.StackSummary]] = []
         self.caught = 0
         self.armed = False
         self._counted: Dict[int, BaseException] = {}  # (kept alive: ids stay unique)
@@ -67,9 +72,11 @@ class Interrupter:
         while frame is not None:
             if frame.f_code.co_filename.startswith(LIBRARY):
                 self.raised += 1
-                if self.raised % 3 == 0:
-                    raise TimeoutError("alarm")
-                raise Tick
+                self.in_accepting += _accepting(frame)
+                exc: Exception = TimeoutError("alarm") if self.raised % 3 == 0 else Tick()
+                if DEBUG:
+                    self.stacks.append((exc, traceback.extract_stack(frame)))
+                raise exc
             frame = frame.f_back
 
     def catch(self, call: Callable[[], object]) -> object:
@@ -109,8 +116,20 @@ class Interrupter:
             seen = seen.__context__
 
     def check(self) -> None:
+        if DEBUG and self.caught != self.raised:  # (which raise was swallowed, and where)
+            for exc, stack in self.stacks:
+                if id(exc) not in self._counted:
+                    print("".join(traceback.format_list(stack[-8:])))
         assert self.raised >= RAISES, "the handler hardly ever landed in the library"
         assert self.caught == self.raised, "a raise was swallowed by the library"
+
+
+def _accepting(frame: Optional[FrameType]) -> bool:
+    while frame is not None:
+        if frame.f_code.co_filename == ACCEPTING:
+            return True
+        frame = frame.f_back
+    return False
 
 
 @pytest.fixture
@@ -376,3 +395,183 @@ def sends_nothing_twice(
     assert size == count * WIDTH, f"{size - count * WIDTH} bytes more than written"
     assert wrong_at is None, f"the stream differs from what was written at byte {wrong_at}"
     interrupter.check()
+
+
+MAX_CLIENTS = 20_000
+IN_FLIGHT = 32  # (clients connected but not yet accepted: well inside the backlog)
+
+
+class Connector:
+    """Connects clients from a thread, each sending one numbered line and
+    closing, until the handler raised ``RAISES`` times; ``connected`` counts
+    them. It keeps at most ``IN_FLIGHT`` ahead of those accepted, so the
+    listen backlog never overflows (a refused connect is no test of ours)."""
+
+    def __init__(self, interrupter: Interrupter, address: object, family: int) -> None:
+        self.connected = 0
+        self.accepted = 0  # (counted by the test)
+        self._interrupter = interrupter
+        self._address = address
+        self._family = family
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + RUN_FOR
+        while (
+            self.connected < MAX_CLIENTS
+            and self._interrupter.raised < RAISES
+            and time.monotonic() < deadline
+        ):
+            if self.connected - self.accepted >= IN_FLIGHT:
+                time.sleep(0.0005)  # (pacing: the accepted count is the condition)
+                continue
+            with socket.socket(self._family, socket.SOCK_STREAM) as client:
+                client.connect(self._address)
+                client.sendall(b"client %08d\n" % self.connected)
+            self.connected += 1
+
+    def join(self) -> None:
+        self._thread.join(RUN_FOR)
+        assert not self._thread.is_alive()
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd"))
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("family", ["tcp", "unix"])
+def test_a_raising_handler_leaks_no_client_and_reports_each_once(
+    interrupter: Interrupter,
+    family: str,
+    selector_cls: Type[selectors.BaseSelector],
+    tmp_path: "os.PathLike[str]",
+) -> None:
+    """Clients connect while the handler raises, in accepting too: each is
+    reported accepted once, before its data; its line comes once; no fd is
+    left open."""
+    if family == "tcp":
+        server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        server.bind(("127.0.0.1", 0))
+    else:
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        server.bind(os.path.join(os.fspath(tmp_path), "server"))
+    server.listen(128)
+    fds_before = open_fds()
+    accepted: Dict[int, SocketChannel] = {}  # (by identity)
+    lines: List[bytes] = []
+    ended = 0
+    with server, Poller(buffering="line", selector=selector_cls) as poller:
+        poller.add_server(server)
+        connector = Connector(interrupter, server.getsockname(), server.family)
+        interrupter.armed = True
+        deadline = time.monotonic() + RUN_FOR
+        while time.monotonic() < deadline and (
+            connector._thread.is_alive() or ended < connector.connected
+        ):
+            if not connector._thread.is_alive():
+                interrupter.armed = False  # (the rest is drained quietly)
+            for event in interrupter.catch(lambda: poller.poll_events(0.1)) or ():
+                if isinstance(event, ClientAccepted):
+                    assert id(event.channel) not in accepted, "a client reported twice"
+                    accepted[id(event.channel)] = event.channel
+                    connector.accepted = len(accepted)
+                elif isinstance(event, DataReceived):
+                    assert id(event.channel) in accepted, "data of a client never reported"
+                    lines.append(event.data)
+                elif isinstance(event, ChannelClosed):
+                    assert id(event.channel) in accepted, "the end of a client never reported"
+                    ended += 1
+                    while not interrupter.returns(event.channel.close):
+                        pass
+        interrupter.armed = False
+        connector.join()
+    assert len(accepted) == connector.connected, "clients lost in accepting"
+    assert ended == connector.connected
+    assert sorted(lines) == [b"client %08d\n" % number for number in range(connector.connected)]
+    assert open_fds() == fds_before - 1, "fds leaked"  # (the server is closed)
+    interrupter.check()
+    assert interrupter.in_accepting >= 10, "the handler hardly ever landed in accepting"
+
+
+class Cut(Exception):
+    """Raised by a real signal handler at one chosen point."""
+
+
+def _cut(signum: int, frame: Optional[FrameType]) -> None:
+    raise Cut
+
+
+@pytest.fixture
+def cutter() -> Iterator[Callable[[], None]]:
+    """``cut()``: a signal handler (installed for the test) raises ``Cut`` there."""
+    old = signal.signal(signal.SIGUSR1, _cut)
+    try:
+        yield lambda: signal.raise_signal(signal.SIGUSR1)
+    finally:
+        signal.signal(signal.SIGUSR1, old)
+
+
+@pytest.mark.parametrize("ending", ["poll", "close_all"])
+@pytest.mark.parametrize("point", ["made", "registered"])
+def test_an_accept_cut_short_is_finished_once(
+    cutter: Callable[[], None],
+    point: str,
+    ending: str,
+    selector_cls: Type[selectors.BaseSelector],
+) -> None:
+    """A raise after the client's channel was made, or after it was
+    registered: the next poll() (or close_all()) reports it once; its data
+    comes after; nothing leaks."""
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    fds_before = open_fds()
+    with server, Poller(buffering="line", selector=selector_cls) as poller:
+        poller.add_server(server)
+        acceptor = poller._acceptor
+        registry = poller._registry
+        make, watch = acceptor._make_client, registry.watch
+        calls: List[str] = []
+
+        def cut_after(name: str, call: Callable[..., _T]) -> Callable[..., _T]:
+            def wrapper(*args: object) -> _T:
+                result = call(*args)
+                calls.append(name)
+                if calls.count(name) == 1:
+                    cutter()
+                return result
+
+            return wrapper
+
+        if point == "made":
+            acceptor._make_client = cut_after("made", make)  # type: ignore[method-assign]
+        else:
+            registry.watch = cut_after("registered", watch)  # type: ignore[method-assign]
+        with socket.create_connection(server.getsockname()) as client:
+            client.sendall(b"hello\n")
+            deadline = time.monotonic() + 5
+            with pytest.raises(Cut):
+                while time.monotonic() < deadline:
+                    assert poller.poll_events(0.1) == []
+            events: List[object] = []
+            if ending == "close_all":
+                poller.close_all()
+                deadline = time.monotonic() + 5
+                while not any(isinstance(event, ChannelClosed) for event in events):
+                    events += poller.poll_events(0.1)
+                    assert time.monotonic() < deadline
+            else:
+                while not any(isinstance(event, DataReceived) for event in events):
+                    events += poller.poll_events(0.1)
+                    assert time.monotonic() < deadline
+            accepted = [event for event in events if isinstance(event, ClientAccepted)]
+            assert len(accepted) == 1
+            assert events.index(accepted[0]) == 0
+            assert accepted[0].address == client.getsockname()
+            if ending == "poll":
+                assert DataReceived(accepted[0].channel, b"hello\n") in events
+            accepted[0].channel.close()
+    assert calls == [point, point], "not cut short once, then finished"
+    assert open_fds() == fds_before - 1
