@@ -158,6 +158,13 @@ def memory(impl: str, count: int) -> Dict[str, object]:
             poller.register(channel)
             keep.append(channel)
         poller.poll(0)
+    elif impl == "selector":  # the floor: a bare selector registration
+        import selectors
+
+        selector = selectors.DefaultSelector()
+        for sock in socks:
+            selector.register(sock, selectors.EVENT_READ)
+        keep.append(selector)
     else:
         import asyncio
 

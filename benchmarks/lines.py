@@ -15,6 +15,7 @@ line size (delimiter ``\\n`` included), so the first and last lines a
 consumer saw tell whether it cut the stream right.
 """
 
+import gc
 import json
 import os
 import selectors
@@ -84,6 +85,16 @@ def produce_clients(port: int, clients: int, count: int, size: int) -> None:
 Result = Dict[str, object]
 
 
+COLLECTIONS = [0, 0, 0]
+"""Collections of the cyclic garbage collector per generation, counted by
+``gc.callbacks`` from the start of the consumer (``main``)."""
+
+
+def _count_collection(phase: str, info: Dict[str, int]) -> None:
+    if phase == "start":
+        COLLECTIONS[info["generation"]] += 1
+
+
 def report(n: int, nbytes: int, first: bytes, last: bytes, t0: float) -> Result:
     return {
         "lines": n,
@@ -91,6 +102,7 @@ def report(n: int, nbytes: int, first: bytes, last: bytes, t0: float) -> Result:
         "first": first.decode("latin-1"),
         "last": last.decode("latin-1"),
         "seconds": time.perf_counter() - t0,
+        "gc": list(COLLECTIONS),
     }
 
 
@@ -501,10 +513,12 @@ def main(argv: List[str]) -> int:
         produce_clients(int(port), int(clients), int(count), int(size))
     elif role == "consume":
         impl, fd, kind, count = argv[1:5]
+        gc.callbacks.append(_count_collection)
         print(json.dumps(CONSUMERS[impl](int(fd), kind, int(count))))
     elif role == "serve":
         impl, fd, clients, count = argv[1:5]
         listener = socket.socket(fileno=int(fd))
+        gc.callbacks.append(_count_collection)
         print(json.dumps(SERVERS[impl](listener, int(clients), int(count))))
     else:
         raise SystemExit(f"unknown role {role!r}: produce, produce-clients, consume or serve")

@@ -91,7 +91,10 @@ def fd_pair(kind: str) -> Tuple[int, int]:
     return a.detach(), b.detach()
 
 
-def one_stream(impl: str, kind: str, size: int, count: int) -> float:
+Measure = Tuple[float, List[int]]  # lines/s, and collections per GC generation
+
+
+def one_stream(impl: str, kind: str, size: int, count: int) -> Measure:
     mine, theirs = fd_pair(kind)
     producer = subprocess.Popen(
         [sys.executable, LINES, "produce", str(theirs), kind, str(count), str(size)],
@@ -104,10 +107,10 @@ def one_stream(impl: str, kind: str, size: int, count: int) -> float:
         os.close(mine)
         producer.wait(60)
     check(f"{impl} over {kind}, {size}-byte lines", got, count, size)
-    return count / got["seconds"]
+    return count / got["seconds"], got["gc"]
 
 
-def one_fanin(impl: str, clients: int, per_client: int) -> float:
+def one_fanin(impl: str, clients: int, per_client: int) -> Measure:
     server = socket.create_server(("127.0.0.1", 0), backlog=clients)
     port = server.getsockname()[1]
     fd = server.detach()
@@ -127,11 +130,19 @@ def one_fanin(impl: str, clients: int, per_client: int) -> float:
         raise RuntimeError(f"{impl} fan-in server failed")
     got = json.loads(out.decode().strip().splitlines()[-1])
     check(f"{impl} fan-in, {clients} clients", got, clients * per_client, 32, per_client - 1)
-    return clients * per_client / got["seconds"]
+    return clients * per_client / got["seconds"], got["gc"]
 
 
-def median_of(repeat: int, measure, *args) -> float:  # type: ignore[no-untyped-def]
-    return statistics.median(measure(*args) for _ in range(repeat))
+def median_of(repeat: int, measure, *args) -> Tuple[float, List[int], float]:  # type: ignore[no-untyped-def]
+    """The median rate, the collections of the median run, and the spread
+    (max/min) of the rates."""
+    runs = sorted((measure(*args) for _ in range(repeat)), key=lambda run: run[0])
+    rate, collections = runs[len(runs) // 2]
+    return rate, collections, runs[-1][0] / runs[0][0]
+
+
+def gc_cell(collections: List[int]) -> str:
+    return "/".join(str(count) for count in collections)
 
 
 def throughput(quick: bool, repeat: int, results: Dict) -> None:
@@ -143,23 +154,37 @@ def throughput(quick: bool, repeat: int, results: Dict) -> None:
     for kind, size in cases:
         count = (200_000 if quick else 400_000) * 32 // size
         row: Dict[str, float] = {}
+        collected: Dict[str, List[int]] = {}
         for impl in impls:
-            row[impl] = median_of(repeat, one_stream, impl, kind, size, count)
-            print(f"  {kind:<4} {size:>3}B {impl:<17} {row[impl] / 1e6:7.2f} M lines/s", flush=True)
+            row[impl], collected[impl], spread = median_of(
+                repeat, one_stream, impl, kind, size, count
+            )
+            print(
+                f"  {kind:<4} {size:>3}B {impl:<17} {row[impl] / 1e6:7.2f} M lines/s"
+                f"  (spread {spread:.2f}, gc {gc_cell(collected[impl])})",
+                flush=True,
+            )
         results["throughput"][f"{kind}/{size}"] = row
+        results["gc"][f"{kind}/{size}"] = collected
 
 
 def fanin(quick: bool, repeat: int, results: Dict) -> None:
     for clients in (100, 1000):
         per_client = (100_000 if quick else 400_000) // clients
         row: Dict[str, float] = {}
+        collected: Dict[str, List[int]] = {}
         for impl in SERVERS:
             if available(impl):
-                row[impl] = median_of(repeat, one_fanin, impl, clients, per_client)
+                row[impl], collected[impl], spread = median_of(
+                    repeat, one_fanin, impl, clients, per_client
+                )
                 print(
-                    f"  fan-in {clients:>4} {impl:<17} {row[impl] / 1e6:7.2f} M lines/s", flush=True
+                    f"  fan-in {clients:>4} {impl:<17} {row[impl] / 1e6:7.2f} M lines/s"
+                    f"  (spread {spread:.2f}, gc {gc_cell(collected[impl])})",
+                    flush=True,
                 )
         results["fanin"][str(clients)] = row
+        results["gc"][f"fan-in {clients}"] = collected
 
 
 def idle(quick: bool, repeat: int, results: Dict) -> None:
@@ -192,7 +217,7 @@ def readsize(results: Dict, repeat: int) -> None:
 
 def memory(results: Dict, quick: bool) -> None:
     count = 2000 if quick else 10000
-    for impl in ("channels", "asyncio-protocol", "asyncio-streams"):
+    for impl in ("channels", "asyncio-protocol", "asyncio-streams", "selector"):
         got = run_json([COSTS, "memory", impl, str(count)])["bytes_per_channel"]
         print(f"  memory {impl:<17} {got:7.0f} bytes per idle channel", flush=True)
         results["memory"][impl] = got
@@ -286,6 +311,8 @@ def tables(results: Dict) -> str:
     add("Fan-in over loopback TCP, 32-byte lines, M lines/s (ratio to the floor):")
     add("")
     add(rst_table(rows))
+    if results.get("gc"):
+        out += gc_table(results["gc"])
     rows = [("idle channels", "channels poll()", "floor", "ratio")]
     for k, row in results["idle"].items():
         rows.append(
@@ -330,6 +357,18 @@ def tables(results: Dict) -> str:
     if results.get("cli_relay"):
         out += cli_table(results["cli_relay"])
     return "\n".join(out)
+
+
+def gc_table(collected: Dict[str, Dict[str, List[int]]]) -> List[str]:
+    cases = list(collected)
+    rows: Table = [("implementation", *cases)]
+    for impl in dict.fromkeys(impl for row in collected.values() for impl in row):
+        rows.append((impl, *(gc_cell(collected[case].get(impl, [])) or "-" for case in cases)))
+    return [
+        "Garbage collections during the median run, generation 0/1/2 (gc.callbacks):",
+        "",
+        rst_table(rows),
+    ]
 
 
 def cli_table(relay: Dict) -> List[str]:
@@ -413,6 +452,7 @@ def main() -> int:
         "idle": {},
         "readsize": {},
         "memory": {},
+        "gc": {},
     }
     print("line throughput:", flush=True)
     throughput(args.quick, repeat, results)
