@@ -11,10 +11,9 @@ a ``Watched`` goes through are drawn in ``channels._registry``. No IO here.
 
 import contextlib
 import enum
-import functools
 import selectors
 import socket
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, Union, cast
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Protocol, Tuple, Union, cast
 
 from ._base import Channel
 from ._errors import not_from_the_os
@@ -105,6 +104,22 @@ def shape_of(channel: object) -> Shape:
     return shape
 
 
+class Owner(Protocol):
+    """What a record tells of its channel's news: the Registry."""
+
+    def move(self, watched: "Watched", event: str) -> None:
+        """Apply a lifecycle event."""
+
+    def drained(self, watched: "Watched") -> None:
+        """Report the channel writable again."""
+
+    def take_close(self, watched: "Watched") -> bool:
+        """Finish the channel's close in the background (False: it cannot)."""
+
+    def output_changed(self, watched: "Watched", pending: bool) -> None:
+        """Watch the write fd while output is queued."""
+
+
 class Watched:
     """A registered channel: the selector's ``data`` and the registry's entry."""
 
@@ -120,10 +135,7 @@ class Watched:
         "identity",
         "key",
         "notifier",
-        "on_close",
-        "on_drain",
-        "on_output",
-        "on_take_close",
+        "owner",
         "paused",
         "read_into",
         "ready",
@@ -136,8 +148,9 @@ class Watched:
         "writing",
     )
 
-    def __init__(self, channel: ChannelLike, fd: int, shape: Shape) -> None:
+    def __init__(self, channel: ChannelLike, fd: int, shape: Shape, owner: "Owner") -> None:
         self.channel = channel
+        self.owner = owner
         self.key = id(channel)
         self.fd = fd
         self.identity = identity_of(fd)
@@ -164,12 +177,8 @@ class Watched:
         self.writer = cast(QueuedWriter, channel) if shape.queued_writer else None
         self.notifier = cast(CloseNotifier, channel) if shape.close_notifier else None
         self.closer = cast(Lingering, channel) if shape.lingering else None
-        self.on_close: Optional[Callable[[], None]] = None
-        self.on_output: Optional[Callable[[bool], None]] = None
-        self.on_drain: Optional[Callable[[], None]] = None
         self.drains = cast(DrainNotifier, channel) if shape.drain_notifier else None
         self.finisher = cast(ClosesInBackground, channel) if shape.closes_in_background else None
-        self.on_take_close: Optional[Callable[[], bool]] = None
         # Watched for writing while output is queued: the same fd (a socket)
         # or another one (a pipe's sink), which then has a record of its own.
         self.write_fd = fd
@@ -182,56 +191,57 @@ class Watched:
         # The server it was accepted from, while it counts against max_clients.
         self.server: Optional[Server] = None
 
-    def hook(
-        self,
-        closed: Callable[["Watched", str], None],
-        drained: Callable[["Watched"], None],
-        take_close: Callable[["Watched"], bool],
-        output_changed: Callable[["Watched", bool], None],
-        again: bool,
-    ) -> None:
+    # The callbacks the channel gets: bound methods, one small object each,
+    # equal to any other of the same record (so each can be removed by a new
+    # one; no per-record closure is kept).
+
+    def closed(self) -> None:
+        """The channel was closed (by the application, or its close ended)."""
+        self.owner.move(self, "closed")
+
+    def drained(self) -> None:
+        """The channel's queue drained after a refused write."""
+        self.owner.drained(self)
+
+    def take_close(self) -> bool:
+        """The channel asks its Poller to finish its close in the background."""
+        return self.owner.take_close(self)
+
+    def output_changed(self, pending: bool) -> None:
+        """Output got queued (True) or is all gone (False)."""
+        self.owner.output_changed(self, pending)
+
+    def hook(self, again: bool) -> None:
         """Give the channel the Poller's callbacks (``again``: this may have
         been cut short by a raise, some may be there already: none is added
-        twice). Each is stored before it is added, so ``unhook()`` finds it."""
+        twice)."""
         if self.notifier is not None:
-            if self.on_close is None:
-                self.on_close = functools.partial(closed, self, "closed")
             if again:
-                self.notifier.remove_close_callback(self.on_close)
-            self.notifier.add_close_callback(self.on_close)
+                self.notifier.remove_close_callback(self.closed)
+            self.notifier.add_close_callback(self.closed)
         if self.drains is not None:
-            if self.on_drain is None:
-                self.on_drain = functools.partial(drained, self)
             if again:
-                self.drains.remove_drain_callback(self.on_drain)
-            self.drains.add_drain_callback(self.on_drain)
+                self.drains.remove_drain_callback(self.drained)
+            self.drains.add_drain_callback(self.drained)
         if self.finisher is not None:
-            if self.on_take_close is None:
-                self.on_take_close = functools.partial(take_close, self)
             if again:
-                self.finisher.remove_close_agent(self.on_take_close)
-            self.finisher.add_close_agent(self.on_take_close)
+                self.finisher.remove_close_agent(self.take_close)
+            self.finisher.add_close_agent(self.take_close)
         if self.writer is not None:
-            if self.on_output is None:
-                self.on_output = functools.partial(output_changed, self)
             if again:
-                self.writer.remove_output_callback(self.on_output)
-            self.writer.add_output_callback(self.on_output)
+                self.writer.remove_output_callback(self.output_changed)
+            self.writer.add_output_callback(self.output_changed)
 
     def unhook(self) -> None:
         """Remove every callback the Poller gave the channel."""
-        if self.on_close is not None and self.notifier is not None:
-            self.notifier.remove_close_callback(self.on_close)
-        self.on_close = None
-        if self.on_output is not None and self.writer is not None:
-            self.writer.remove_output_callback(self.on_output)
-        self.on_output = None
-        if self.on_drain is not None and self.drains is not None:
-            self.drains.remove_drain_callback(self.on_drain)
-        self.on_drain = None
-        if self.on_take_close is not None and self.finisher is not None:
-            self.finisher.remove_close_agent(self.on_take_close)
-        self.on_take_close = None
+        if self.notifier is not None:
+            self.notifier.remove_close_callback(self.closed)
+        if self.writer is not None:
+            self.writer.remove_output_callback(self.output_changed)
+        if self.drains is not None:
+            self.drains.remove_drain_callback(self.drained)
+        if self.finisher is not None:
+            self.finisher.remove_close_agent(self.take_close)
 
     def __repr__(self) -> str:
         return f"<Watched {self.state.value} fd={self.fd} {self.channel!r}>"

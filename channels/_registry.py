@@ -149,7 +149,7 @@ class Registry:
     def _add(self, channel: ChannelLike, fd: int, shape: Shape) -> Watched:
         self.evict(fd)
         check_select_limit(self.selector, fd, channel)
-        watched = Watched(channel, fd, shape)
+        watched = Watched(channel, fd, shape, self)
         watched.ready = True
         self.adding[watched.key] = watched  # (a raise from here: finish_adding() ends it)
         try:
@@ -170,10 +170,10 @@ class Registry:
     def _join(self, watched: Watched, again: bool) -> None:
         """Index and hook a new, selected record (again: after a raise)."""
         self.channels[watched.key] = watched
-        watched.hook(self.move, self._drained, self._take_close, self._output_changed, again)
+        watched.hook(again)
         writer = watched.writer
         if writer is not None and writer.write_buffer_size:
-            self._output_changed(watched, True)
+            self.output_changed(watched, True)
         self.adding.pop(watched.key, None)
 
     def finish_adding(self) -> None:
@@ -250,7 +250,7 @@ class Registry:
         closer = watched.closer
         watched.deadline = time.monotonic() + (0.0 if closer is None else closer.linger)
 
-    def _take_close(self, watched: Watched) -> bool:
+    def take_close(self, watched: Watched) -> bool:
         """Called back by a channel closed with output queued: finish it here."""
         if watched.state not in (_OPEN, _HALF, _CLOSING):
             return False
@@ -280,14 +280,14 @@ class Registry:
                 self.unfinished[watched.key] = watched
             self.sync(watched)
 
-    def _output_changed(self, watched: Watched, pending: bool) -> None:
+    def output_changed(self, watched: Watched, pending: bool) -> None:
         """Called back by a channel whose queued output appeared or is gone."""
         if watched.writing != pending and watched.state in _WRITABLE:
             self.unsettled[watched.key] = watched  # (a raise in sync(): settle() syncs)
             watched.writing = pending
             self.sync(watched)
 
-    def _drained(self, watched: Watched) -> None:
+    def drained(self, watched: Watched) -> None:
         """Called back by a channel writable again after a refused write."""
         if watched.state in (_OPEN, _HALF):
             self.results.append(Writable(watched.channel))
@@ -317,7 +317,7 @@ class Registry:
             return
         key = watched.key
         if state is _HALF and not write:
-            if watched.on_output is None:  # it could not tell us of more output
+            if watched.writer is None:  # it could not tell us of more output
                 self.move(watched, "idle")
                 return
             self.channels.pop(key, None)
