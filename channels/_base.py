@@ -22,8 +22,8 @@ from typing import Any, Callable, ClassVar, List, Optional, Tuple, TypeVar
 from . import _checks
 from ._fds import current_pid
 from ._framers import intake
-from ._outbox import Outbox, deliver
-from ._reading import MAX_READ_PER_CALL, READ_SIZE, ReadingSide
+from ._outbox import Outbox, deliver, without
+from ._reading import MAX_READ_PER_CALL, NOTHING_HELD, READ_SIZE, ReadingSide
 from ._writing import DEFAULT_HIGH_WATER, WritingSide
 from .buffering import BufferingArg, as_buffering
 
@@ -78,7 +78,7 @@ class Channel(ReadingSide, WritingSide, abc.ABC):
         self._buffering = strategy.name
         self._framer = intake(strategy.new_framer())
         # Frames read() took from the framer: held[0][0][_at:] comes next.
-        self._held: List[Tuple[List[bytes], Any]] = []
+        self._held: List[Tuple[List[bytes], Any]] = NOTHING_HELD
         self._at = 0
         self._high_water = _checks.whole_number(high_water, "high_water (bytes)", 1)
         self._low_water: Optional[int] = None
@@ -87,8 +87,9 @@ class Channel(ReadingSide, WritingSide, abc.ABC):
         # Why reading ended (peer closed, OS error, closed here); None while open.
         self._end: Optional[str] = None
         self._end_cause: Optional[BaseException] = None
-        self._close_callbacks: List[Callable[[], None]] = []
-        self._close_agents: List[Callable[[], bool]] = []
+        # (tuples, replaced on a change: none while nobody watches)
+        self._close_callbacks: Tuple[Callable[[], None], ...] = ()
+        self._close_agents: Tuple[Callable[[], bool], ...] = ()
         # close() left the rest of the delivery to an agent, which is not done.
         self._handed_over = False
         # closed, but a raise came before its fds were released for sure.
@@ -160,7 +161,7 @@ class Channel(ReadingSide, WritingSide, abc.ABC):
 
     def _hand_over(self) -> bool:
         """Let an agent finish this close; True if one took it."""
-        for agent in list(self._close_agents):
+        for agent in self._close_agents:
             if agent():
                 self._closed = self._handed_over = True
                 self._end_reading("the channel was closed", None)
@@ -176,12 +177,12 @@ class Channel(ReadingSide, WritingSide, abc.ABC):
         try:
             self._end_reading("the channel was closed", None)
             self._outbox.announce()
-            callbacks = self._close_callbacks
-            while callbacks:
-                callback = callbacks[0]
+            while self._close_callbacks:
+                callback = self._close_callbacks[0]
                 callback()
+                callbacks = self._close_callbacks
                 if callbacks and callbacks[0] is callback:  # (unless it removed itself)
-                    del callbacks[0]
+                    self._close_callbacks = callbacks[1:]
         finally:
             self._release()
         self._unreleased = False
@@ -213,12 +214,11 @@ class Channel(ReadingSide, WritingSide, abc.ABC):
         ``close()`` finds output queued, ``agent()`` is asked, and if it
         returns True, ``close()`` returns at once; the agent then delivers
         with ``flush()`` and ends with ``finish_close()``."""
-        self._close_agents.append(agent)
+        self._close_agents += (agent,)
 
     def remove_close_agent(self, agent: Callable[[], bool]) -> None:
         """Withdraw the offer; does nothing if ``agent`` was not added."""
-        if agent in self._close_agents:
-            self._close_agents.remove(agent)
+        self._close_agents = without(self._close_agents, agent)
 
     def finish_close(self) -> None:
         """For the agent of a close: drop what is still queued (counted in
@@ -251,9 +251,8 @@ class Channel(ReadingSide, WritingSide, abc.ABC):
 
     def add_close_callback(self, callback: Callable[[], None]) -> None:
         """Call ``callback()`` once when the channel is closed, before its fd is."""
-        self._close_callbacks.append(callback)
+        self._close_callbacks += (callback,)
 
     def remove_close_callback(self, callback: Callable[[], None]) -> None:
         """Forget ``callback``; does nothing if it was not added."""
-        if callback in self._close_callbacks:
-            self._close_callbacks.remove(callback)
+        self._close_callbacks = without(self._close_callbacks, callback)

@@ -18,7 +18,7 @@ that channel's delivery instead of the whole loop.
 import collections
 import logging
 import time
-from typing import Callable, Deque, Dict, Iterable, List, Optional, Sequence, TypeVar, cast
+from typing import Callable, Deque, Dict, Iterable, List, Optional, Sequence, Tuple, TypeVar, cast
 
 from ._errors import (
     BAD_CHANNEL_ERRORS,
@@ -29,7 +29,7 @@ from ._errors import (
 from ._fds import FdWaiter
 from ._protocols import BytesLike, Lingering, QueuedWriter
 
-__all__ = ["Outbox", "as_views", "deliver"]
+__all__ = ["Outbox", "as_views", "deliver", "without"]
 
 _LOGGER = logging.getLogger("channels.channel")
 
@@ -85,12 +85,13 @@ class Outbox:
         """Bytes queued once and then dropped."""
         self.failure: Optional[OSError] = None
         """Why writing became impossible, once it did."""
-        self._callbacks: List[Callable[[bool], None]] = []
+        # (tuples, replaced on a change: none while nobody watches)
+        self._callbacks: Tuple[Callable[[bool], None], ...] = ()
         self._announced: Optional[bool] = False  # (None: being told)
         self.drain_at = -1
         """After a refused write: the size at or below which the watchers hear
         that the queue drained (-1: nobody waits for that)."""
-        self._drain_callbacks: List[Callable[[], None]] = []
+        self._drain_callbacks: Tuple[Callable[[], None], ...] = ()
 
     def add(self, views: List[memoryview], size: int) -> None:
         """Queue ``views`` (``size`` bytes in all): all of them, or, if a
@@ -236,11 +237,11 @@ class Outbox:
         pending = self.size > 0
         if pending is not self._announced:
             self._announced = None
-            for callback in list(self._callbacks):
+            for callback in self._callbacks:
                 callback(pending)
             self._announced = pending
         if self.drain_at >= 0 and self.size <= self.drain_at:
-            for drained in list(self._drain_callbacks):
+            for drained in self._drain_callbacks:
                 drained()
             self.drain_at = -1
 
@@ -252,21 +253,30 @@ class Outbox:
     def add_callback(self, callback: Callable[[bool], None]) -> None:
         """Call ``callback(True)`` when output gets queued, ``callback(False)``
         when all of it was delivered or dropped."""
-        self._callbacks.append(callback)
+        self._callbacks += (callback,)
 
     def remove_callback(self, callback: Callable[[bool], None]) -> None:
         """Forget ``callback``; does nothing if it was not added."""
-        if callback in self._callbacks:
-            self._callbacks.remove(callback)
+        self._callbacks = without(self._callbacks, callback)
 
     def add_drain_callback(self, callback: Callable[[], None]) -> None:
         """Call ``callback()`` when the queue drained after a refused write."""
-        self._drain_callbacks.append(callback)
+        self._drain_callbacks += (callback,)
 
     def remove_drain_callback(self, callback: Callable[[], None]) -> None:
         """Forget ``callback``; does nothing if it was not added."""
-        if callback in self._drain_callbacks:
-            self._drain_callbacks.remove(callback)
+        self._drain_callbacks = without(self._drain_callbacks, callback)
+
+
+_Item = TypeVar("_Item")
+
+
+def without(items: Tuple[_Item, ...], item: _Item) -> Tuple[_Item, ...]:
+    """``items`` but the first one equal to ``item`` (all if there is none)."""
+    if item not in items:
+        return items
+    at = items.index(item)
+    return items[:at] + items[at + 1 :]
 
 
 _Writer = TypeVar("_Writer", bound=QueuedWriter)

@@ -16,7 +16,7 @@ from ._errors import EndpointClosedException, LineTooLong
 from ._framers import Intake
 from ._protocols import AGAIN, DRAINED, MORE
 
-__all__ = ["MAX_READ_PER_CALL", "READ_SIZE", "ReadingSide"]
+__all__ = ["MAX_READ_PER_CALL", "NOTHING_HELD", "READ_SIZE", "ReadingSide"]
 
 READ_SIZE = 64 * 1024
 """Bytes asked of the OS per read syscall."""
@@ -25,6 +25,11 @@ MAX_READ_PER_CALL = 256 * 1024
 """A ``read()`` stops asking the OS for more once it got this much, so one
 call returns in bounded time even from a peer that never stops sending; it
 is also a ``Poller``'s default read budget per channel per ``poll()``."""
+
+
+NOTHING_HELD: List[Tuple[List[bytes], Any]] = []
+"""What a channel holds for ``read()`` until it first calls it: shared, never
+changed (a channel only a Poller reads never needs a list of its own)."""
 
 
 class ReadingSide:
@@ -68,6 +73,8 @@ class ReadingSide:
         """
         held = self._held
         if not held:
+            if held is NOTHING_HELD:
+                held = self._held = []
             framer = self._framer
             try:
                 framer.take_into(held, self)  # (frames buffered already)

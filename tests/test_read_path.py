@@ -164,3 +164,24 @@ def test_frames_before_a_custom_framers_error_are_delivered_first(poller: Poller
         channels.DataReceived(channel, b"c"),
         channels.ChannelClosed(channel, channels.CloseReason.LINE_TOO_LONG, 0),
     ]
+
+
+def test_channels_share_no_read_state(poller: Poller) -> None:
+    """Channels start with one shared, empty hold for read(): reading one
+    through read() and another through a Poller, with a frame left over in
+    each, changes neither the shared hold nor the other channel."""
+    from channels._reading import NOTHING_HELD
+
+    first, second = TestChannel(buffering="line"), TestChannel(buffering="line")
+    poller.register(second)
+    first.put(b"a\nb\n")
+    second.put(b"c\nd\n")
+    assert first.read() == b"a\n"
+    assert poll_until(poller, lambda r: len(r) >= 2) == [(b"c\n", second), (b"d\n", second)]
+    assert NOTHING_HELD == []
+    third = TestChannel(buffering="line")
+    assert third.read() == b""
+    assert first.read() == b"b\n"
+    assert NOTHING_HELD == []
+    for channel in (first, second, third):
+        channel.close()
