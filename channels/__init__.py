@@ -25,6 +25,7 @@ from .channel import Lingering as Lingering
 from .channel import PipeChannel as PipeChannel
 from .channel import QueuedWriter as QueuedWriter
 from .channel import SocketChannel as SocketChannel
+from .channel import Watcher as Watcher
 from .events import BatchEvent as BatchEvent
 from .events import ChannelClosed as ChannelClosed
 from .events import ClientAccepted as ClientAccepted
@@ -72,6 +73,7 @@ __all__ = [
     "QueuedWriter",
     "SocketAddress",
     "SocketChannel",
+    "Watcher",
     "Writable",
     "WriteBufferFullError",
 ]

@@ -23,6 +23,7 @@ from . import _checks
 from ._fds import current_pid
 from ._framers import intake
 from ._outbox import Outbox, deliver, without
+from ._protocols import Watcher
 from ._reading import MAX_READ_PER_CALL, NOTHING_HELD, READ_SIZE, ReadingSide
 from ._writing import DEFAULT_HIGH_WATER, WritingSide
 from .buffering import BufferingArg, as_buffering
@@ -90,6 +91,7 @@ class Channel(ReadingSide, WritingSide, abc.ABC):
         # (tuples, replaced on a change: none while nobody watches)
         self._close_callbacks: Tuple[Callable[[], None], ...] = ()
         self._close_agents: Tuple[Callable[[], bool], ...] = ()
+        self._watcher: Optional[Watcher] = None  # (told first, see set_watcher())
         # close() left the rest of the delivery to an agent, which is not done.
         self._handed_over = False
         # closed, but a raise came before its fds were released for sure.
@@ -161,7 +163,10 @@ class Channel(ReadingSide, WritingSide, abc.ABC):
 
     def _hand_over(self) -> bool:
         """Let an agent finish this close; True if one took it."""
-        for agent in self._close_agents:
+        agents = self._close_agents
+        if self._watcher is not None:
+            agents = (self._watcher.take_close, *agents)
+        for agent in agents:
             if agent():
                 self._closed = self._handed_over = True
                 self._end_reading("the channel was closed", None)
@@ -177,6 +182,8 @@ class Channel(ReadingSide, WritingSide, abc.ABC):
         try:
             self._end_reading("the channel was closed", None)
             self._outbox.announce()
+            if self._watcher is not None:
+                self._watcher.closed()  # (told again if a raise cuts this short)
             while self._close_callbacks:
                 callback = self._close_callbacks[0]
                 callback()
@@ -248,6 +255,25 @@ class Channel(ReadingSide, WritingSide, abc.ABC):
         self.close()
 
     # -- watchers -----------------------------------------------------------
+
+    @property
+    def watcher(self) -> Optional[Watcher]:
+        """The watcher given by ``set_watcher()`` (None: none)."""
+        return self._watcher
+
+    def set_watcher(self, watcher: Optional[Watcher]) -> None:
+        """Have ``watcher`` told what the close, output, drain callbacks and
+        the close agents are, before them (None: no longer). One channel keeps
+        one watcher, in a slot: a ``Poller`` registering it uses this, for a
+        fraction of the memory of four callbacks; a second watcher adds
+        callbacks instead."""
+        outbox = self._outbox
+        was_watched = outbox.watched
+        # (two stores, no call between: a signal handler cannot split them)
+        self._watcher = watcher
+        outbox.watcher = watcher
+        if outbox.watched is not was_watched:
+            self._watched_changed(outbox.watched)
 
     def add_close_callback(self, callback: Callable[[], None]) -> None:
         """Call ``callback()`` once when the channel is closed, before its fd is."""

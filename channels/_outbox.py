@@ -27,7 +27,7 @@ from ._errors import (
     not_from_the_os,
 )
 from ._fds import FdWaiter
-from ._protocols import BytesLike, Lingering, QueuedWriter
+from ._protocols import BytesLike, Lingering, QueuedWriter, Watcher
 
 __all__ = ["Outbox", "as_views", "deliver", "without"]
 
@@ -70,6 +70,7 @@ class Outbox:
         "sent",
         "size",
         "undelivered",
+        "watcher",
     )
 
     def __init__(self) -> None:
@@ -92,6 +93,8 @@ class Outbox:
         """After a refused write: the size at or below which the watchers hear
         that the queue drained (-1: nobody waits for that)."""
         self._drain_callbacks: Tuple[Callable[[], None], ...] = ()
+        self.watcher: Optional[Watcher] = None
+        """The channel's watcher: told as the callbacks are, before them."""
 
     def add(self, views: List[memoryview], size: int) -> None:
         """Queue ``views`` (``size`` bytes in all): all of them, or, if a
@@ -237,10 +240,14 @@ class Outbox:
         pending = self.size > 0
         if pending is not self._announced:
             self._announced = None
+            if self.watcher is not None:
+                self.watcher.output_changed(pending)
             for callback in self._callbacks:
                 callback(pending)
             self._announced = pending
         if self.drain_at >= 0 and self.size <= self.drain_at:
+            if self.watcher is not None:
+                self.watcher.drained()
             for drained in self._drain_callbacks:
                 drained()
             self.drain_at = -1
@@ -248,7 +255,7 @@ class Outbox:
     @property
     def watched(self) -> bool:
         """True while someone will deliver the queue (an output callback is set)."""
-        return bool(self._callbacks)
+        return self.watcher is not None or bool(self._callbacks)
 
     def add_callback(self, callback: Callable[[bool], None]) -> None:
         """Call ``callback(True)`` when output gets queued, ``callback(False)``

@@ -68,6 +68,28 @@ class ChannelLike(Protocol):
         ...
 
 
+class Watcher(Protocol):
+    """The one watcher a ``Channel`` keeps in a slot (``Channel.set_watcher``):
+    what the four kinds of callbacks would be told, for a fifth of their
+    memory. A ``Poller`` is one; anyone else adds callbacks."""
+
+    def closed(self) -> None:
+        """The channel was closed (told again after a raise cut it short)."""
+        ...
+
+    def drained(self) -> None:
+        """The queued output drained to the low-water mark after a refused write."""
+        ...
+
+    def take_close(self) -> bool:
+        """Finish this close in the background (see ``ClosesInBackground``)?"""
+        ...
+
+    def output_changed(self, pending: bool) -> None:
+        """Output got queued (True), or all of it is gone (False)."""
+        ...
+
+
 @runtime_checkable
 class CloseNotifier(Protocol):
     """A channel that calls back its watchers when ``close()`` is called.

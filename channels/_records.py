@@ -109,15 +109,19 @@ class Owner(Protocol):
 
     def move(self, watched: "Watched", event: str) -> None:
         """Apply a lifecycle event."""
+        ...
 
     def drained(self, watched: "Watched") -> None:
         """Report the channel writable again."""
+        ...
 
     def take_close(self, watched: "Watched") -> bool:
         """Finish the channel's close in the background (False: it cannot)."""
+        ...
 
     def output_changed(self, watched: "Watched", pending: bool) -> None:
         """Watch the write fd while output is queued."""
+        ...
 
 
 class Watched:
@@ -134,6 +138,7 @@ class Watched:
         "finisher",
         "identity",
         "key",
+        "native",
         "notifier",
         "owner",
         "paused",
@@ -174,6 +179,8 @@ class Watched:
             if isinstance(channel, Channel) and shape.frame_source
             else FramesInto(channel, shape.frame_source).read_into
         )
+        # A Channel of this library: it takes this record as its watcher.
+        self.native = channel if isinstance(channel, Channel) else None
         self.writer = cast(QueuedWriter, channel) if shape.queued_writer else None
         self.notifier = cast(CloseNotifier, channel) if shape.close_notifier else None
         self.closer = cast(Lingering, channel) if shape.lingering else None
@@ -214,7 +221,14 @@ class Watched:
     def hook(self, again: bool) -> None:
         """Give the channel the Poller's callbacks (``again``: this may have
         been cut short by a raise, some may be there already: none is added
-        twice)."""
+        twice). A ``Channel`` with no watcher yet gets this record as its
+        watcher instead: one slot, no callback objects."""
+        native = self.native
+        if native is not None and native.watcher in (None, self):
+            if again:  # (so that what set_watcher() does after its stores is done)
+                native.set_watcher(None)
+            native.set_watcher(self)
+            return
         if self.notifier is not None:
             if again:
                 self.notifier.remove_close_callback(self.closed)
@@ -234,6 +248,9 @@ class Watched:
 
     def unhook(self) -> None:
         """Remove every callback the Poller gave the channel."""
+        native = self.native
+        if native is not None and native.watcher is self:
+            native.set_watcher(None)
         if self.notifier is not None:
             self.notifier.remove_close_callback(self.closed)
         if self.writer is not None:

@@ -33,6 +33,7 @@ from ._protocols import (
     FrameSource,
     Lingering,
     QueuedWriter,
+    Watcher,
 )
 from .buffering import BufferingArg
 
@@ -52,6 +53,7 @@ __all__ = [
     "PipeChannel",
     "QueuedWriter",
     "SocketChannel",
+    "Watcher",
 ]
 
 _LOGGER = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 import socket
 import time
-from typing import Optional
+from typing import List, Optional
 
 import channels
 import channels.channel
@@ -11,6 +11,7 @@ import channels.testing
 from channels import (
     Poller,
 )
+from channels._reading import NOTHING_HELD
 from channels.testing import TestChannel
 
 from .conftest import DEADLINE, poll_until
@@ -170,8 +171,6 @@ def test_channels_share_no_read_state(poller: Poller) -> None:
     """Channels start with one shared, empty hold for read(): reading one
     through read() and another through a Poller, with a frame left over in
     each, changes neither the shared hold nor the other channel."""
-    from channels._reading import NOTHING_HELD
-
     first, second = TestChannel(buffering="line"), TestChannel(buffering="line")
     poller.register(second)
     first.put(b"a\nb\n")
@@ -185,3 +184,51 @@ def test_channels_share_no_read_state(poller: Poller) -> None:
     assert NOTHING_HELD == []
     for channel in (first, second, third):
         channel.close()
+
+
+def test_a_channel_in_two_pollers_is_watched_by_both() -> None:
+    """The first Poller takes the channel's one watcher slot, the second
+    adds callbacks: both hear of its output and its close, and neither
+    leaves anything on the channel once it let it go."""
+    with Poller() as first, Poller() as second:
+        channel = TestChannel()
+        first.register(channel)
+        second.register(channel)
+        assert channel.watcher is not None
+        channel.throttle_writes(0, 0)  # nothing goes: output stays queued
+        channel.write(b"queued")
+        assert first._registry.find(channel).writing  # type: ignore[union-attr]
+        assert second._registry.find(channel).writing  # type: ignore[union-attr]
+        first.unregister(channel)
+        assert channel.watcher is None
+        assert channel._outbox.watched  # (the second still delivers)
+        second.unregister(channel)
+        assert not channel._outbox.watched
+        assert channel._close_callbacks == () and channel._close_agents == ()
+        channel.abort()
+
+
+def test_set_watcher_tells_the_watcher_first() -> None:
+    heard: List[str] = []
+
+    class Watcher:
+        def closed(self) -> None:
+            heard.append("closed")
+
+        def drained(self) -> None:
+            heard.append("drained")
+
+        def take_close(self) -> bool:
+            heard.append("take_close")
+            return False
+
+        def output_changed(self, pending: bool) -> None:
+            heard.append(f"output {pending}")
+
+    channel = TestChannel()
+    channel.set_watcher(Watcher())
+    channel.add_close_callback(lambda: heard.append("callback"))
+    channel.throttle_writes(0, 0)
+    channel.write(b"x")
+    channel.close()
+    assert heard == ["output True", "take_close", "output False", "closed", "callback"]
