@@ -226,6 +226,9 @@ class BytesFramer:
         return False
 
 
+_NO_LINES: List[bytes] = []  # (shared, never changed: replaced, not filled)
+
+
 class LineFramer:
     """Frames are delimiter-terminated lines; the tail counts at end of stream.
 
@@ -261,7 +264,7 @@ class LineFramer:
         self.inbox: List[bytes] = []
         self._buffer = bytearray()
         # Lines cut but not yet taken by next_frame(): _lines[_next:].
-        self._lines: List[bytes] = []
+        self._lines: List[bytes] = _NO_LINES
         self._next = 0
         self._delimiter = delimiter
         self._max_length = max_length
@@ -317,7 +320,7 @@ class LineFramer:
         if self._next < len(self._lines):  # left over by next_frame()
             lines = self._lines[self._next :]
             out += ((lines, owner),)
-            self._lines = []
+            self._lines = _NO_LINES
             self._next = 0
             took = True
         # One chunk at a time: a step is short, so even a handler raising
