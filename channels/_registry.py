@@ -65,9 +65,9 @@ from ._records import (
     shape_of,
 )
 from ._selecting import forget_fd, select_fd, unselect_fd
-from .events import ChannelClosed, CloseReason, Collected, Writable
+from .events import ChannelClosed, CloseReason, Held, Writable
 
-__all__ = ["UNFINISHED", "Collected", "Registry"]
+__all__ = ["UNFINISHED", "Registry"]
 
 _LOGGER = logging.getLogger("channels.poller")
 
@@ -88,7 +88,7 @@ class Registry:
         self.backlog: AbstractSet[int] = frozenset()
         """The channels (by identity) with frames in ``results`` from an earlier
         poll: not read until those are handed out."""
-        self.results: List[Collected] = []
+        self.results: List[Held] = []
         """What the next poll returns; collected here, not in a local list, so
         that what was read before a signal handler raised is not lost."""
         self.channels: Dict[int, Watched] = {}

@@ -16,7 +16,7 @@ import dataclasses
 import enum
 import itertools
 import socket
-from typing import AbstractSet, Dict, List, Set, Tuple, Union
+from typing import AbstractSet, Dict, List, Set, Tuple, Union, cast
 
 from ._protocols import ChannelLike
 from .channel import SocketChannel
@@ -127,8 +127,12 @@ BatchEvent = Union[FramesReceived, ChannelClosed, ClientAccepted, Writable]
 """One item of ``Poller.poll_batches()``."""
 
 Collected = Union[Tuple[List[bytes], ChannelLike], ChannelClosed, ClientAccepted, Writable]
-"""What a Poller collects: the frames of one read as a plain tuple (the hot
+"""What a Poller hands out: the frames of one read as a plain tuple (the hot
 path), the rest as events; the functions below convert a list of them."""
+
+Held = Union[Collected, Tuple[List[bytes], ChannelLike, int]]
+"""What a Poller holds: ``Collected``, or the frames of a read handed out in
+part, with where the rest starts (``split_at()``: no copy of the rest)."""
 
 
 def as_tuples(collected: List[Collected]) -> "List[PollResult]":
@@ -178,44 +182,61 @@ def as_batches(collected: List[Collected]) -> List[BatchEvent]:
 
 NO_BACKLOG: AbstractSet[int] = frozenset()
 
+MIN_SHARE = 64
+"""Frames each channel with frames waiting gets per call at least: with
+many senders a call hands out up to this many times their number (finer
+shares cost a walk of every waiting read per frame or two)."""
+
 
 def split_at(
-    collected: List[Collected], limit: int
-) -> Tuple[List[Collected], List[Collected], AbstractSet[int]]:
+    collected: List[Held], limit: int
+) -> Tuple[List[Collected], List[Held], AbstractSet[int]]:
     """What to hand out of ``collected`` now (about ``limit`` frames and
-    events), what waits for the next call, and the channels (by ``id``) with
-    frames waiting. Past the limit each channel gets an equal share, so one
+    events, or ``MIN_SHARE`` per sender), what waits for the next call, and
+    the channels (by ``id``) with frames waiting. Past the limit each
+    channel gets an equal share, so one
     that floods cannot hold back another's line; each channel's items stay
-    in order (its close after its last frame)."""
+    in order (its close after its last frame). What waits of a read is kept
+    as the read's list and an offset: each frame is copied once, when it is
+    handed out, however many calls it waits."""
     if len(collected) == 1:  # (the usual case, quickly)
         item = collected[0]
-        if type(item) is not tuple or len(item[0]) <= limit:
-            return collected, [], NO_BACKLOG
+        if type(item) is not tuple or (len(item) == 2 and len(item[0]) <= limit):
+            return cast(List[Collected], collected), [], NO_BACKLOG  # (no offsets)
     count = 0
+    offsets = False
     for item in collected:
-        count += len(item[0]) if type(item) is tuple else 1
-    if count <= limit:
-        return collected, [], NO_BACKLOG
+        if type(item) is not tuple:
+            count += 1
+        elif len(item) == 2:
+            count += len(item[0])
+        else:
+            count += len(item[0]) - item[2]
+            offsets = True
+    if count <= limit and not offsets:
+        return cast(List[Collected], collected), [], NO_BACKLOG
     senders = {id(item[1]) for item in collected if type(item) is tuple}
-    share = (limit // len(senders) or 1) if senders else limit
+    share = limit if count <= limit or not senders else max(limit // len(senders), MIN_SHARE)
     given: Dict[int, int] = {}
     held: Set[int] = set()  # (what follows a channel's held frames is held too)
     now: List[Collected] = []
-    later: List[Collected] = []
+    later: List[Held] = []
     for item in collected:
         if type(item) is tuple:
-            frames, channel = item
+            frames, channel = item[0], item[1]
+            start = item[2] if len(item) == 3 else 0
             key = id(channel)
             room = share - given.get(key, 0)
-            if key not in held and len(frames) <= room:
-                now.append(item)
-                given[key] = share - room + len(frames)
+            size = len(frames) - start
+            if key not in held and size <= room:
+                now.append((frames[start:], channel) if start else (frames, channel))
+                given[key] = share - room + size
                 continue
             if key not in held and room > 0:
-                now.append((frames[:room], channel))
-                frames = frames[room:]
+                now.append((frames[start : start + room], channel))
+                start += room
             held.add(key)
-            later.append((frames, channel))
+            later.append((frames, channel, start))
         else:
             assert not isinstance(item, tuple)
             (later if id(item.channel) in held else now).append(item)
