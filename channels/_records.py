@@ -229,21 +229,15 @@ class Watched:
                 native.set_watcher(None)
             native.set_watcher(self)
             return
+        if again:
+            self._remove_callbacks()
         if self.notifier is not None:
-            if again:
-                self.notifier.remove_close_callback(self.closed)
             self.notifier.add_close_callback(self.closed)
         if self.drains is not None:
-            if again:
-                self.drains.remove_drain_callback(self.drained)
             self.drains.add_drain_callback(self.drained)
         if self.finisher is not None:
-            if again:
-                self.finisher.remove_close_agent(self.take_close)
             self.finisher.add_close_agent(self.take_close)
         if self.writer is not None:
-            if again:
-                self.writer.remove_output_callback(self.output_changed)
             self.writer.add_output_callback(self.output_changed)
 
     def unhook(self) -> None:
@@ -251,6 +245,9 @@ class Watched:
         native = self.native
         if native is not None and native.watcher is self:
             native.set_watcher(None)
+        self._remove_callbacks()
+
+    def _remove_callbacks(self) -> None:
         if self.notifier is not None:
             self.notifier.remove_close_callback(self.closed)
         if self.writer is not None:
