@@ -39,8 +39,8 @@ __all__ = [
 
 _LOGGER = logging.getLogger("channels.channel")
 
-Identity = Optional[Tuple[int, int]]
-"""What an fd refers to, (device, inode); None when it is closed (or on Windows)."""
+Identity = Optional[int]
+"""What an fd refers to, device and inode; None when it is closed (or on Windows)."""
 
 _pid = os.getpid()
 
@@ -68,7 +68,8 @@ POSIX_SELECT_LIMIT = 1024
 
 
 def identity_of(fd: int) -> Identity:
-    """What the fd refers to (device, inode), to notice it was closed or reused."""
+    """What the fd refers to (device and inode in one int: one object, not
+    three), to notice it was closed or reused."""
     if sys.platform == "win32":
         return None
     else:  # (an else: for mypy --platform win32)
@@ -78,7 +79,7 @@ def identity_of(fd: int) -> Identity:
             if exc.errno is None:  # a signal handler's: it propagates
                 raise
             return None
-        return (info.st_dev, info.st_ino)
+        return info.st_dev << 64 | info.st_ino
 
 
 def is_always_ready(fd: int) -> bool:
