@@ -16,6 +16,7 @@ collected on the registry, not in a local list: if a signal handler raises
 halfway, what was already read is returned by the next ``poll()``.
 """
 
+import functools
 import logging
 import selectors
 import socket
@@ -112,7 +113,9 @@ class Poller:
         self._read_budget = _checks.whole_number(read_budget, "read_budget (bytes)", 1)
         self._strategy = as_buffering(buffering)
         self._registry = registry = Registry((selector or selectors.DefaultSelector)())
-        self._acceptor = Acceptor(registry, self._new_client)
+        self._acceptor = Acceptor(
+            registry, functools.partial(SocketChannel, buffering=self._strategy)
+        )
         self._audit = FdAudit(registry)
         self._woken = False
         self._shutting_down = False
@@ -420,9 +423,6 @@ class Poller:
                 read_channel(self._registry, record, self._read_budget)
             if events & selectors.EVENT_WRITE:
                 flush_output(self._registry, record)
-
-    def _new_client(self, sock: socket.socket) -> SocketChannel:
-        return SocketChannel(sock, buffering=self._strategy)
 
     def _drain_wakeups(self) -> None:
         self._woken = True
