@@ -366,8 +366,13 @@ def test_the_hub_never_stalls_on_a_closing_client(peers: List["subprocess.Popen[
     try:
         flood = b"y" * 1000 + b"\n"
         rude.settimeout(40)  # (a slow interpreter under load: the hub reads 10 MB)
-        for _ in range(10_000):  # 10 MB of echoes it never reads: past the buffers
-            rude.sendall(flood)
+        for sent in range(10_000):  # 10 MB of echoes it never reads: past the buffers
+            try:
+                rude.sendall(flood)
+            except TimeoutError:  # (what the hub said, for whoever debugs this)
+                server.terminate()
+                _, err = server.communicate(timeout=DEADLINE)
+                pytest.fail(f"the hub stopped reading after {sent} KB: {err.decode()[-3000:]}")
         rude.shutdown(socket.SHUT_WR)
         time.sleep(0.2)  # (let the hub see the half-close: pacing, not a result)
         started = time.monotonic()
