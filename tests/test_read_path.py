@@ -1,5 +1,6 @@
 """How the Poller reads: one read_frames() path, what a read costs, custom read()s and framers."""
 
+import selectors
 import socket
 import time
 from typing import List, Optional
@@ -232,3 +233,23 @@ def test_set_watcher_tells_the_watcher_first() -> None:
     channel.write(b"x")
     channel.close()
     assert heard == ["output True", "take_close", "output False", "closed", "callback"]
+
+
+def test_a_closed_fd_left_in_selects_sets_does_not_make_poll_raise() -> None:
+    """A raise inside the standard library's SelectSelector.modify() (which
+    unregisters and registers again) can leave an fd in select()'s sets that
+    the map forgot; once that fd is closed, select() fails with EBADF. The
+    Poller drops the stray and goes on."""
+    with Poller(selector=selectors.SelectSelector) as poller:
+        channel = TestChannel()
+        poller.register(channel)
+        stray_a, stray_b = socket.socketpair()
+        stray = stray_a.fileno()
+        poller._registry.selector._readers.add(stray)  # type: ignore[attr-defined]
+        stray_a.close()
+        stray_b.close()
+        assert poller.poll(0) == []
+        assert stray not in poller._registry.selector._readers  # type: ignore[attr-defined]
+        channel.put(b"still read")
+        assert poll_until(poller, bool) == [(b"still read", channel)]
+        channel.close()

@@ -409,7 +409,8 @@ class Connector:
 
     def __init__(self, interrupter: Interrupter, address: object, family: int) -> None:
         self.connected = 0
-        self.accepted = 0  # (counted by the test)
+        self.accepted = 0  # (counted by the test, through accept())
+        self.progress = threading.Condition()
         self._interrupter = interrupter
         self._address = address
         self._family = family
@@ -423,13 +424,23 @@ class Connector:
             and self._interrupter.raised < RAISES
             and time.monotonic() < deadline
         ):
+            with self.progress:  # (until enough were accepted, or the deadline)
+                self.progress.wait_for(
+                    lambda: self.connected - self.accepted < IN_FLIGHT,
+                    deadline - time.monotonic(),
+                )
             if self.connected - self.accepted >= IN_FLIGHT:
-                time.sleep(0.0005)  # (pacing: the accepted count is the condition)
                 continue
             with socket.socket(self._family, socket.SOCK_STREAM) as client:
                 client.connect(self._address)
                 client.sendall(b"client %08d\n" % self.connected)
             self.connected += 1
+
+    def accept(self, count: int) -> None:
+        """The test saw ``count`` clients accepted."""
+        with self.progress:
+            self.accepted = count
+            self.progress.notify()
 
     def join(self) -> None:
         self._thread.join(RUN_FOR)
@@ -476,7 +487,7 @@ def test_a_raising_handler_leaks_no_client_and_reports_each_once(
                 if isinstance(event, ClientAccepted):
                     assert id(event.channel) not in accepted, "a client reported twice"
                     accepted[id(event.channel)] = event.channel
-                    connector.accepted = len(accepted)
+                    connector.accept(len(accepted))
                 elif isinstance(event, DataReceived):
                     assert id(event.channel) in accepted, "data of a client never reported"
                     lines.append(event.data)
