@@ -368,6 +368,14 @@ class Wakeup:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
 
+    def drain(self) -> None:
+        """Read every wakeup byte waiting."""
+        try:
+            while self.sock.recv(4096):
+                pass
+        except BlockingIOError:
+            pass
+
 
 Record = Union[Watched, WriteSide, Server, Wakeup]
 

