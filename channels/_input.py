@@ -9,13 +9,14 @@ ends, breaks or fails is moved along its lifecycle (``channels._registry``).
 
 import errno
 import logging
+from typing import AbstractSet, Callable
 
 from ._errors import BAD_CHANNEL_ERRORS, EndpointClosedException, LineTooLong, not_from_the_os
 from ._protocols import AGAIN, DRAINED
 from ._records import Watched
 from ._registry import Registry
 
-__all__ = ["read_channel"]
+__all__ = ["read_channel", "read_unfinished"]
 
 _LOGGER = logging.getLogger("channels.poller")
 
@@ -54,3 +55,17 @@ def read_channel(registry: Registry, watched: Watched, budget: int) -> None:
             raise
         _LOGGER.exception("read() of %r failed; reporting it closed", channel)
         registry.move(watched, "read failed")
+
+
+def read_unfinished(
+    registry: Registry, still_its_file: Callable[[Watched], bool], budget: int
+) -> AbstractSet[int]:
+    """Read the channels that may have more without select() saying so
+    (those whose fd ``still_its_file``); return them with the backlogged
+    ones (frames of theirs wait already): neither is read again by this poll."""
+    backlog = registry.backlog
+    unfinished = list(registry.unfinished.values())
+    for watched in unfinished:
+        if watched.key not in backlog and watched.ready and still_its_file(watched):
+            read_channel(registry, watched, budget)
+    return {*(watched.key for watched in unfinished), *backlog}

@@ -65,7 +65,7 @@ from ._records import (
     shape_of,
 )
 from ._selecting import forget_fd, select_fd, unselect_fd
-from .events import ChannelClosed, CloseReason, Held, Writable
+from .events import Batches, ChannelClosed, CloseReason, Held, Writable
 
 __all__ = ["UNFINISHED", "Registry"]
 
@@ -88,6 +88,7 @@ class Registry:
         self.backlog: AbstractSet[int] = frozenset()
         """The channels (by identity) with frames in ``results`` from an earlier
         poll: not read until those are handed out."""
+        self.batches: Batches = []  # the rest of a round being handed out
         self.results: List[Held] = []
         """What the next poll returns; collected here, not in a local list, so
         that what was read before a signal handler raised is not lost."""

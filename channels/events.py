@@ -16,6 +16,7 @@ import dataclasses
 import enum
 import itertools
 import socket
+import sys
 from typing import AbstractSet, Dict, List, Set, Tuple, Union, cast
 
 from ._protocols import ChannelLike
@@ -183,26 +184,52 @@ def as_batches(collected: List[Collected]) -> List[BatchEvent]:
 NO_BACKLOG: AbstractSet[int] = frozenset()
 
 MIN_SHARE = 64
-"""Frames each channel with frames waiting gets per call at least: with
-many senders a call hands out up to this many times their number (finer
-shares cost a walk of every waiting read per frame or two)."""
+"""Frames each channel with frames waiting gets per round at least: with
+up to ``limit // MIN_SHARE`` senders a round is one call; with more, it is
+handed out over several calls of about ``limit`` frames each (finer shares
+cost a walk of every waiting read per frame or two)."""
+
+Batches = List[List[Collected]]
+"""A round made by ``split_at()``, one list per call, oldest first."""
 
 
-def split_at(
-    collected: List[Held], limit: int
-) -> Tuple[List[Collected], List[Held], AbstractSet[int]]:
-    """What to hand out of ``collected`` now (about ``limit`` frames and
-    events, or ``MIN_SHARE`` per sender), what waits for the next call, and
-    the channels (by ``id``) with frames waiting. Past the limit each
-    channel gets an equal share, so one
-    that floods cannot hold back another's line; each channel's items stay
-    in order (its close after its last frame). What waits of a read is kept
-    as the read's list and an offset: each frame is copied once, when it is
-    handed out, however many calls it waits."""
+def hand_out(
+    batches: Batches, collected: List[Held], backlog: AbstractSet[int], limit: int
+) -> Tuple[List[Collected], Batches, List[Held], AbstractSet[int]]:
+    """What one call hands out, and what is left: the rest of the round
+    under way, what waits for the next round, the channels (by ``id``) with
+    frames waiting. A round under way is finished first (everything, if
+    ``limit`` is ``sys.maxsize``); then ``collected`` makes a new one."""
+    if batches:
+        if limit < sys.maxsize:
+            return batches[0], batches[1:], collected, backlog
+        now = [item for batch in batches for item in batch]
+        if collected:
+            now += split_at(collected, limit)[0][0]
+        return now, [], [], NO_BACKLOG
+    made, kept, held = split_at(collected, limit)
+    return (made[0] if made else []), made[1:], kept, held
+
+
+def split_at(collected: List[Held], limit: int) -> Tuple[Batches, List[Held], AbstractSet[int]]:
+    """A round of what ``collected`` holds, in calls of at most ``limit``
+    frames (events count one), what waits for the next round, and the
+    channels (by ``id``) with frames waiting.
+
+    Past the limit each channel gets an equal share of the round, at least
+    ``MIN_SHARE``, so one that floods cannot hold back another's line: with
+    few senders the round is one call, with many it is handed out over
+    several (the poll loop reads nothing in between, so every sender is
+    served within ``senders * MIN_SHARE / limit`` calls). A call gets at
+    most ``limit`` tuples from ``poll()``: CPython takes them from its free
+    list, and the garbage collector does not walk them. Each channel's items
+    stay in order (its close after its last frame). What waits of a read is
+    kept as the read's list and an offset: each frame is copied once, when
+    it is handed out, however many rounds it waits."""
     if len(collected) == 1:  # (the usual case, quickly)
         item = collected[0]
         if type(item) is not tuple or (len(item) == 2 and len(item[0]) <= limit):
-            return cast(List[Collected], collected), [], NO_BACKLOG  # (no offsets)
+            return [cast(List[Collected], collected)], [], NO_BACKLOG  # (no offsets)
     count = 0
     offsets = False
     for item in collected:
@@ -214,9 +241,9 @@ def split_at(
             count += len(item[0]) - item[2]
             offsets = True
     if count <= limit and not offsets:
-        return cast(List[Collected], collected), [], NO_BACKLOG
+        return ([cast(List[Collected], collected)] if collected else []), [], NO_BACKLOG
     senders = {id(item[1]) for item in collected if type(item) is tuple}
-    share = limit if count <= limit or not senders else max(limit // len(senders), MIN_SHARE)
+    share = _share(limit, len(senders)) if count > limit else limit
     given: Dict[int, int] = {}
     held: Set[int] = set()  # (what follows a channel's held frames is held too)
     now: List[Collected] = []
@@ -240,7 +267,32 @@ def split_at(
         else:
             assert not isinstance(item, tuple)
             (later if id(item.channel) in held else now).append(item)
-    return now, later, held
+    return _in_calls(now, limit), later, held
+
+
+def _share(limit: int, senders: int) -> int:
+    """Frames each of ``senders`` gets in a round of calls of ``limit``."""
+    least = MIN_SHARE if limit > MIN_SHARE else limit
+    return limit // senders if senders and limit // senders > least else least
+
+
+def _in_calls(items: List[Collected], limit: int) -> Batches:
+    """``items`` cut into lists of at most ``limit`` frames (an item is
+    never cut: each is at most a share, and a share at most ``limit``)."""
+    batches: Batches = []
+    batch: List[Collected] = []
+    size = 0
+    for item in items:
+        count = len(item[0]) if type(item) is tuple else 1
+        if batch and size + count > limit:
+            batches.append(batch)
+            batch = []
+            size = 0
+        batch.append(item)
+        size += count
+    if batch:
+        batches.append(batch)
+    return batches
 
 
 DataEvent = Tuple[bytes, ChannelLike]

@@ -38,7 +38,7 @@ from ._closing import (
 )
 from ._errors import not_from_the_os
 from ._fds import WINDOWS_SELECT_LIMIT, current_pid
-from ._input import read_channel
+from ._input import read_channel, read_unfinished
 from ._protocols import ChannelLike
 from ._records import Record, Server, Wakeup, Watched, WriteSide, record_of
 from ._registry import Registry
@@ -55,7 +55,7 @@ from .events import (
     as_batches,
     as_events,
     as_tuples,
-    split_at,
+    hand_out,
 )
 
 __all__ = [
@@ -81,17 +81,17 @@ DEFAULT_READ_BUDGET = MAX_READ_PER_CALL
 peer cannot starve the others; the rest is read by the next ``poll()``."""
 
 HAND_OUT = 1024
-"""Frames one ``poll()`` or ``poll_events()`` returns, about: past it, each
-channel gets an equal share and the rest waits for the next call (which
-reads only the channels with nothing waiting). A bounded list keeps the
-garbage collector out of the hot path and lets a call finish between two
-signals even when they come every millisecond."""
+"""Frames one ``poll()`` or ``poll_events()`` returns at most: past it, what
+was read is handed out in rounds that give each channel an equal share
+(``events.split_at``). A bounded list keeps the garbage collector out of the
+hot path and lets a call finish between two signals even when they come
+every millisecond."""
 
 READS_PER_POLL = 16
-"""Reads (of up to ``READ_SIZE``) one ``poll()`` collects at most from the
-channels ``select()`` reported; the next call reads the rest of them before
-it selects again. Fewer frames are alive at once, framed and handed out
-while their memory is in the cache (1.7x the lines/s at 1,000 clients)."""
+"""Channels one ``poll()`` reads at most of those ``select()`` reported; the
+next call reads the others before it selects again. Fewer frames are alive
+at once, framed and handed out while their memory is in the cache (1.7x the
+lines/s at 1,000 clients)."""
 
 _NONE_READ: AbstractSet[int] = frozenset()
 """No channel was read before the selector's ready list this time."""
@@ -283,10 +283,13 @@ class Poller:
         """
         registry = self._registry
         self._gather(timeout)
-        handed, kept, backlog = split_at(registry.results, HAND_OUT)
+        handed, batches, kept, backlog = hand_out(
+            registry.batches, registry.results, registry.backlog, HAND_OUT
+        )
         results = as_tuples(handed)
         # No call from here to the return (see _gather()).
         self._woken = False
+        registry.batches = batches
         registry.results = kept
         registry.backlog = backlog
         return results
@@ -297,10 +300,13 @@ class Poller:
         ``ClientAccepted``."""
         registry = self._registry
         self._gather(timeout)
-        handed, kept, backlog = split_at(registry.results, HAND_OUT)
+        handed, batches, kept, backlog = hand_out(
+            registry.batches, registry.results, registry.backlog, HAND_OUT
+        )
         results = as_events(handed)
         # No call from here to the return (see _gather()).
         self._woken = False
+        registry.batches = batches
         registry.results = kept
         registry.backlog = backlog
         return results
@@ -314,10 +320,13 @@ class Poller:
         """
         registry = self._registry
         self._gather(timeout)
-        handed, kept, backlog = split_at(registry.results, sys.maxsize)
+        handed, batches, kept, backlog = hand_out(
+            registry.batches, registry.results, registry.backlog, sys.maxsize
+        )
         results = as_batches(handed)
         # No call from here to the return (see _gather()).
         self._woken = False
+        registry.batches = batches
         registry.results = kept
         registry.backlog = backlog
         return results
@@ -338,6 +347,8 @@ class Poller:
             registry.settle()
         if registry.arriving:
             self._acceptor.finish_arrivals()
+        if registry.batches:  # a round under way: no reading until it is out
+            return
         now = time.monotonic()
         deadline = None if timeout is None else now + timeout
         while True:
@@ -382,10 +393,11 @@ class Poller:
                 self._audit.find_bad_fds(exc)
                 ready = []
         read_already = (
-            self._read_unfinished() if registry.unfinished or registry.backlog else _NONE_READ
+            read_unfinished(registry, self._audit.still_its_file, self._read_budget)
+            if registry.unfinished or registry.backlog
+            else _NONE_READ
         )
-        results = registry.results
-        cap = len(results) + READS_PER_POLL
+        reads = 0
         for index, (key, events) in enumerate(ready):
             record = key.data
             if (  # the hot path: a channel with input
@@ -395,25 +407,14 @@ class Poller:
                 and record.key not in read_already
             ):
                 read_channel(self._registry, record, self._read_budget)
-                if len(results) > cap:
+                reads += 1
+                if reads == READS_PER_POLL:
                     self._ready_rest = ready[index + 1 :]
                     break
             else:
                 self._dispatch(record_of(key), events, read_already)
         if registry.pending:
             report_pending(registry, self._read_budget)
-
-    def _read_unfinished(self) -> AbstractSet[int]:
-        """Read the channels that may have more without select() saying so;
-        return them with the backlogged ones (frames of theirs wait already):
-        neither is read again by this poll."""
-        registry = self._registry
-        backlog = registry.backlog
-        unfinished = list(registry.unfinished.values())
-        for watched in unfinished:
-            if watched.key not in backlog and watched.ready and self._audit.still_its_file(watched):
-                read_channel(registry, watched, self._read_budget)
-        return {*(watched.key for watched in unfinished), *backlog}
 
     def _chores(self, now: float) -> None:
         """What is due now rather than per ready fd: servers whose back-off

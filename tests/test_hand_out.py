@@ -1,20 +1,30 @@
 """How ``poll()`` hands out what it read: bounded, fair, in order.
 
-A call returns about ``HAND_OUT`` frames; past that, every channel with
-frames waiting gets an equal share and the rest waits for the next call, so
-several flooding peers are all served on every call, and a quiet peer's line
-is never stuck behind a flood. A channel's own items keep their order, its
-close after its last frame.
+A call returns at most ``HAND_OUT`` frames; past that, what was read goes
+out in rounds that give every channel with frames an equal share, so
+several flooding peers are all served within a few calls, and a quiet
+peer's line is never stuck behind a flood. A call reads at most
+``READS_PER_POLL`` of the channels the selector reported. A channel's own
+items keep their order, its close after its last frame.
 """
 
 import socket
-from typing import Callable, Dict, List, Tuple
+import sys
+from typing import AbstractSet, Callable, Dict, List, Set, Tuple
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from channels import Poller, SocketChannel
-from channels.events import MIN_SHARE, ChannelClosed, CloseReason, Collected, Held, split_at
+from channels.events import (
+    MIN_SHARE,
+    Batches,
+    ChannelClosed,
+    CloseReason,
+    Collected,
+    Held,
+    hand_out,
+)
 from channels.poller import HAND_OUT, READS_PER_POLL
 
 from .conftest import DEADLINE
@@ -30,26 +40,6 @@ class Named:
         return self.name
 
 
-def _history(draw_sizes: List[Tuple[int, int, bool]]) -> Tuple[List[Collected], List[Named]]:
-    channels = [Named(name) for name in "abc"]
-    sent: Dict[str, int] = {channel.name: 0 for channel in channels}
-    collected: List[Collected] = []
-    closed = set()
-    for which, count, close in draw_sizes:
-        channel = channels[which]
-        if channel.name in closed:
-            continue
-        if count:
-            start = sent[channel.name]
-            frames = [b"%s%d" % (channel.name.encode(), n) for n in range(start, start + count)]
-            sent[channel.name] += count
-            collected.append((frames, channel))  # type: ignore[arg-type]
-        if close:
-            closed.add(channel.name)
-            collected.append(ChannelClosed(channel, CloseReason.PEER_CLOSED, 0))  # type: ignore[arg-type]
-    return collected, channels
-
-
 def _per_channel(items: List[Collected]) -> Dict[str, List[object]]:
     seen: Dict[str, List[object]] = {}
     for item in items:
@@ -60,48 +50,110 @@ def _per_channel(items: List[Collected]) -> Dict[str, List[object]]:
     return seen
 
 
+def _frames(items: List[Collected]) -> int:
+    return sum(len(item[0]) if isinstance(item, tuple) else 1 for item in items)
+
+
+def _senders(items: List[Held]) -> Set[int]:
+    return {id(item[1]) for item in items if isinstance(item, tuple)}
+
+
 @settings(max_examples=300)
 @given(
-    steps=st.lists(st.tuples(st.integers(0, 2), st.integers(0, 40)), max_size=30),
-    closes=st.lists(st.integers(0, 2), max_size=3),
-    limit=st.integers(1, 50),
+    steps=st.lists(
+        st.tuples(st.integers(0, 2), st.integers(0, 90), st.booleans(), st.integers(0, 3)),
+        max_size=30,
+    ),
+    limit=st.integers(1, 200),
 )
 def test_every_frame_comes_once_in_order_with_the_close_last(
-    steps: List[Tuple[int, int]], closes: List[int], limit: int
+    steps: List[Tuple[int, int, bool, int]], limit: int
 ) -> None:
-    """Data from three channels, then some of them close: split again and
-    again, each channel's frames come once, in order, its close last."""
-    history = [(which, count, False) for which, count in steps]
-    collected, _ = _history(history + [(which, 0, True) for which in closes])
-    expected = _per_channel(collected)
+    """Reads and closes of three channels arrive between calls: each call
+    hands out at most ``limit`` frames, a round serves every channel that
+    had frames when it began, and each channel's frames come once, in
+    order, its close last."""
+    channels = [Named(name) for name in "abc"]
+    sent = {name: 0 for name in "abc"}
+    closed: Set[str] = set()
+    arrived: List[Collected] = []
     handed: List[Collected] = []
-    rest = collected
-    for _ in range(10_000):
-        if not rest:
-            break
-        now, rest, backlog = split_at(rest, limit)
-        assert now, "a call with something waiting handed out nothing"
-        frames_now = sum(len(item[0]) for item in now if isinstance(item, tuple))
-        senders = {id(item[1]) for item in now if isinstance(item, tuple)}
-        assert frames_now <= max(limit, len(senders) * MIN_SHARE), "more than the limit"
-        assert backlog == {id(item[1]) for item in rest if isinstance(item, tuple)}
-        handed += now
-    assert not rest
-    assert _per_channel(handed) == expected
+    batches: Batches = []
+    rest: List[Held] = []
+    backlog: AbstractSet[int] = frozenset()
+    for which, count, close, calls in [*steps, (0, 0, False, 10_000)]:
+        channel = channels[which]
+        if channel.name not in closed and count:
+            frames = [
+                b"%s%d" % (channel.name.encode(), sent[channel.name] + n) for n in range(count)
+            ]
+            sent[channel.name] += count
+            arrived.append((frames, channel))  # type: ignore[arg-type]
+            rest = [*rest, arrived[-1]]
+        if channel.name not in closed and close:
+            closed.add(channel.name)
+            arrived.append(ChannelClosed(channel, CloseReason.PEER_CLOSED, 0))  # type: ignore[arg-type]
+            rest = [*rest, arrived[-1]]
+        for _ in range(calls):
+            if not (batches or rest):
+                break
+            waiting = _senders(rest) if not batches else None
+            now, batches, rest, backlog = hand_out(batches, rest, backlog, limit)
+            assert now, "a call with something waiting handed out nothing"
+            assert _frames(now) <= limit, "more than the limit"
+            if waiting is not None:  # a new round: everyone waiting is in it
+                in_round = now + [item for batch in batches for item in batch]
+                assert waiting <= _senders(in_round), "a round left a sender out"
+                assert backlog == _senders(rest)
+            handed += now
+    assert not batches and not rest
+    assert _per_channel(handed) == _per_channel(arrived)
 
 
 def test_past_the_limit_every_sender_gets_its_share() -> None:
     flood, quiet = Named("flood"), Named("quiet")
-    collected: List[Collected] = [
+    collected: List[Held] = [
         ([b"f%d" % n for n in range(5000)], flood),  # type: ignore[list-item]
         ([b"q0"], quiet),  # type: ignore[list-item]
         ChannelClosed(flood, CloseReason.PEER_CLOSED, 0),  # type: ignore[arg-type]
     ]
-    now, rest, backlog = split_at(collected, 1024)
+    now, batches, rest, backlog = hand_out([], collected, frozenset(), 1024)
     assert now == [([b"f%d" % n for n in range(512)], flood), ([b"q0"], quiet)]
+    assert batches == []  # (two senders: the round is one call)
     assert rest[0] == (collected[0][0], flood, 512)  # type: ignore[index]
     assert isinstance(rest[1], ChannelClosed)  # (after the flood's last frame)
     assert backlog == {id(flood)}
+
+
+def test_a_round_of_many_senders_is_handed_out_over_calls() -> None:
+    """100 senders: a round gives each MIN_SHARE frames, over calls of at
+    most the limit (so poll() makes at most that many tuples a call), and
+    no call in between makes a new round."""
+    senders = [Named(f"c{n}") for n in range(100)]
+    collected: List[Held] = [([b"x"] * 1000, sender) for sender in senders]  # type: ignore[misc]
+    now, batches, rest, backlog = hand_out([], collected, frozenset(), 1024)
+    assert len(batches) == -(-100 * MIN_SHARE // 1024) - 1
+    calls = [now, *batches]
+    assert all(_frames(call) <= 1024 for call in calls)
+    assert _senders([item for call in calls for item in call]) == _senders(collected)
+    late = Named("late")
+    rest = [*rest, ([b"late"], late)]  # type: ignore[list-item]
+    for expected in batches:  # the round goes on; what came since waits for the next
+        now, batches, rest, backlog = hand_out(batches, rest, backlog, 1024)
+        assert now is expected
+    now, batches, rest, backlog = hand_out(batches, rest, backlog, 1024)
+    assert id(late) in _senders(now + [item for batch in batches for item in batch])
+
+
+def test_poll_batches_takes_the_rest_of_a_round_and_everything_else() -> None:
+    senders = [Named(f"c{n}") for n in range(40)]
+    collected: List[Held] = [([b"%d" % n for n in range(100)], s) for s in senders]  # type: ignore[misc]
+    first, batches, rest, backlog = hand_out([], collected, frozenset(), 1024)
+    assert batches and rest
+    now, batches, rest, backlog = hand_out(batches, rest, backlog, sys.maxsize)
+    assert (batches, rest, backlog) == ([], [], frozenset())
+    got = _per_channel(first + now)
+    assert all(got[repr(s)] == [b"%d" % n for n in range(100)] for s in senders)
 
 
 def test_what_waits_is_never_copied_again() -> None:
@@ -113,11 +165,13 @@ def test_what_waits_is_never_copied_again() -> None:
     reads = [[b"%d" % n for n in range(1000)] for _ in senders]
     originals = {id(read) for read in reads}
     rest: List[Held] = list(zip(reads, senders))  # type: ignore[arg-type]
+    batches: Batches = []
+    backlog: AbstractSet[int] = frozenset()
     handed: Dict[int, List[bytes]] = {}
-    for _ in range(1000):
-        if not rest:
+    for _ in range(10_000):
+        if not (rest or batches):
             break
-        now, rest, _ = split_at(rest, 1024)
+        now, batches, rest, backlog = hand_out(batches, rest, backlog, 1024)
         for item in now:
             assert isinstance(item, tuple)
             handed.setdefault(id(item[1]), []).extend(item[0])
@@ -273,7 +327,10 @@ def test_many_flooders_are_each_served_within_a_few_polls(
     poller.register(quiet)
     got: Dict[int, List[bytes]] = {id(channel): [] for channel, _ in flooders}
     last_served = {id(channel): 0 for channel, _ in flooders}
-    bound = 3 * len(flooders) * MIN_SHARE // HAND_OUT + 8
+    # (a round takes `calls` polls; reading them all takes `ramp` rounds)
+    calls = -(-len(flooders) * MIN_SHARE // HAND_OUT) + 1
+    ramp = -(-len(flooders) // READS_PER_POLL) + 1
+    bound = calls * ramp + 2
     quiet_sent_at = None
     for call in range(1, 60):  # (the flooders have more than 60 calls hand out)
         if call == 20:
