@@ -203,9 +203,7 @@ def hand_out(
     if batches:
         if limit < sys.maxsize:
             return batches[0], batches[1:], collected, backlog
-        now = [item for batch in batches for item in batch]
-        if collected:
-            now += split_at(collected, limit)[0][0]
+        now = [item for batch in [*batches, *split_at(collected, limit)[0]] for item in batch]
         return now, [], [], NO_BACKLOG
     made, kept, held = split_at(collected, limit)
     return (made[0] if made else []), made[1:], kept, held
