@@ -25,9 +25,12 @@ _FD_GONE_ERRNOS = frozenset({errno.EBADF, errno.ENOTSOCK})
 
 
 def read_channel(registry: Registry, watched: Watched, budget: int) -> None:
-    """Read an OPEN channel: every frame it has, within ``budget`` bytes."""
+    """Read an OPEN channel: every frame it has, within ``budget`` bytes. It
+    is not read again until the poll hands out what it had: if a signal
+    handler keeps interrupting that, what waits cannot grow without bound."""
     channel = watched.channel
     read_into = watched.read_into
+    registry.backlog.add(watched.key)
     try:
         while True:
             state = read_into(registry.results, budget)

@@ -17,7 +17,7 @@ import logging
 import selectors
 import time
 import weakref
-from typing import AbstractSet, Callable, Dict, List, NoReturn, Optional, Set, Tuple
+from typing import Callable, Dict, List, NoReturn, Optional, Set, Tuple
 
 from ._errors import not_from_the_os
 from ._fds import check_select_limit, current_pid, is_always_ready
@@ -85,9 +85,9 @@ class Registry:
     def __init__(self, selector: selectors.BaseSelector) -> None:
         self.selector = selector
         self.pid = current_pid()  # a forked child never touches its (shared) selector
-        self.backlog: AbstractSet[int] = frozenset()
-        """The channels (by identity) with frames in ``results`` from an earlier
-        poll: not read until those are handed out."""
+        self.backlog: Set[int] = set()
+        """The channels (by identity) with frames in ``results``: not read again
+        until those are handed out (even if handing out is interrupted)."""
         self.batches: Batches = []  # the rest of a round being handed out
         self.results: List[Held] = []
         """What the next poll returns; collected here, not in a local list, so

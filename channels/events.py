@@ -17,7 +17,7 @@ import enum
 import itertools
 import socket
 import sys
-from typing import AbstractSet, Dict, List, Set, Tuple, Union, cast
+from typing import Dict, List, Set, Tuple, Union, cast
 
 from ._protocols import ChannelLike
 from .channel import SocketChannel
@@ -181,8 +181,6 @@ def as_batches(collected: List[Collected]) -> List[BatchEvent]:
     ]
 
 
-NO_BACKLOG: AbstractSet[int] = frozenset()
-
 MIN_SHARE = 64
 """Frames each channel with frames waiting gets per round at least: with
 up to ``limit // MIN_SHARE`` senders a round is one call; with more, it is
@@ -194,22 +192,23 @@ Batches = List[List[Collected]]
 
 
 def hand_out(
-    batches: Batches, collected: List[Held], backlog: AbstractSet[int], limit: int
-) -> Tuple[List[Collected], Batches, List[Held], AbstractSet[int]]:
+    batches: Batches, collected: List[Held], backlog: Set[int], limit: int
+) -> Tuple[List[Collected], Batches, List[Held], Set[int]]:
     """What one call hands out, and what is left: the rest of the round
     under way, what waits for the next round, the channels (by ``id``) with
-    frames waiting. A round under way is finished first (everything, if
-    ``limit`` is ``sys.maxsize``); then ``collected`` makes a new one."""
+    frames waiting (a new set: the poll loop adds those it reads). A round
+    under way is finished first (everything, if ``limit`` is
+    ``sys.maxsize``); then ``collected`` makes a new one."""
     if batches:
         if limit < sys.maxsize:
             return batches[0], batches[1:], collected, backlog
         now = [item for batch in [*batches, *split_at(collected, limit)[0]] for item in batch]
-        return now, [], [], NO_BACKLOG
+        return now, [], [], set()
     made, kept, held = split_at(collected, limit)
     return (made[0] if made else []), made[1:], kept, held
 
 
-def split_at(collected: List[Held], limit: int) -> Tuple[Batches, List[Held], AbstractSet[int]]:
+def split_at(collected: List[Held], limit: int) -> Tuple[Batches, List[Held], Set[int]]:
     """A round of what ``collected`` holds, in calls of at most ``limit``
     frames (events count one), what waits for the next round, and the
     channels (by ``id``) with frames waiting.
@@ -227,7 +226,7 @@ def split_at(collected: List[Held], limit: int) -> Tuple[Batches, List[Held], Ab
     if len(collected) == 1:  # (the usual case, quickly)
         item = collected[0]
         if type(item) is not tuple or (len(item) == 2 and len(item[0]) <= limit):
-            return [cast(List[Collected], collected)], [], NO_BACKLOG  # (no offsets)
+            return [cast(List[Collected], collected)], [], set()  # (no offsets)
     count = 0
     offsets = False
     for item in collected:
@@ -239,7 +238,7 @@ def split_at(collected: List[Held], limit: int) -> Tuple[Batches, List[Held], Ab
             count += len(item[0]) - item[2]
             offsets = True
     if count <= limit and not offsets:
-        return ([cast(List[Collected], collected)] if collected else []), [], NO_BACKLOG
+        return ([cast(List[Collected], collected)] if collected else []), [], set()
     senders = {id(item[1]) for item in collected if type(item) is tuple}
     share = _share(limit, len(senders)) if count > limit else limit
     given: Dict[int, int] = {}

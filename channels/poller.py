@@ -352,6 +352,8 @@ class Poller:
         now = time.monotonic()
         deadline = None if timeout is None else now + timeout
         while True:
+            if registry.backlog and not registry.results:  # (a read cut short: go again)
+                registry.backlog = set()
             left = None if deadline is None else (deadline - now if deadline > now else 0.0)
             if registry.pending or registry.unfinished or registry.results or self._ready_rest:
                 wait: Optional[float] = 0  # there is news already: do not wait

@@ -10,12 +10,15 @@ items keep their order, its close after its last frame.
 
 import socket
 import sys
-from typing import AbstractSet, Callable, Dict, List, Set, Tuple
+from typing import Callable, Dict, List, NoReturn, Set, Tuple
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import channels.poller
 from channels import Poller, SocketChannel
+from channels._reading import READ_SIZE
 from channels.events import (
     MIN_SHARE,
     Batches,
@@ -80,7 +83,7 @@ def test_every_frame_comes_once_in_order_with_the_close_last(
     handed: List[Collected] = []
     batches: Batches = []
     rest: List[Held] = []
-    backlog: AbstractSet[int] = frozenset()
+    backlog: Set[int] = set()
     for which, count, close, calls in [*steps, (0, 0, False, 10_000)]:
         channel = channels[which]
         if channel.name not in closed and count:
@@ -117,7 +120,7 @@ def test_past_the_limit_every_sender_gets_its_share() -> None:
         ([b"q0"], quiet),  # type: ignore[list-item]
         ChannelClosed(flood, CloseReason.PEER_CLOSED, 0),  # type: ignore[arg-type]
     ]
-    now, batches, rest, backlog = hand_out([], collected, frozenset(), 1024)
+    now, batches, rest, backlog = hand_out([], collected, set(), 1024)
     assert now == [([b"f%d" % n for n in range(512)], flood), ([b"q0"], quiet)]
     assert batches == []  # (two senders: the round is one call)
     assert rest[0] == (collected[0][0], flood, 512)  # type: ignore[index]
@@ -131,7 +134,7 @@ def test_a_round_of_many_senders_is_handed_out_over_calls() -> None:
     no call in between makes a new round."""
     senders = [Named(f"c{n}") for n in range(100)]
     collected: List[Held] = [([b"x"] * 1000, sender) for sender in senders]  # type: ignore[misc]
-    now, batches, rest, backlog = hand_out([], collected, frozenset(), 1024)
+    now, batches, rest, backlog = hand_out([], collected, set(), 1024)
     assert len(batches) == -(-100 * MIN_SHARE // 1024) - 1
     calls = [now, *batches]
     assert all(_frames(call) <= 1024 for call in calls)
@@ -148,10 +151,10 @@ def test_a_round_of_many_senders_is_handed_out_over_calls() -> None:
 def test_poll_batches_takes_the_rest_of_a_round_and_everything_else() -> None:
     senders = [Named(f"c{n}") for n in range(40)]
     collected: List[Held] = [([b"%d" % n for n in range(100)], s) for s in senders]  # type: ignore[misc]
-    first, batches, rest, backlog = hand_out([], collected, frozenset(), 1024)
+    first, batches, rest, backlog = hand_out([], collected, set(), 1024)
     assert batches and rest
     now, batches, rest, backlog = hand_out(batches, rest, backlog, sys.maxsize)
-    assert (batches, rest, backlog) == ([], [], frozenset())
+    assert (batches, rest, backlog) == ([], [], set())
     got = _per_channel(first + now)
     assert all(got[repr(s)] == [b"%d" % n for n in range(100)] for s in senders)
 
@@ -166,7 +169,7 @@ def test_what_waits_is_never_copied_again() -> None:
     originals = {id(read) for read in reads}
     rest: List[Held] = list(zip(reads, senders))  # type: ignore[arg-type]
     batches: Batches = []
-    backlog: AbstractSet[int] = frozenset()
+    backlog: Set[int] = set()
     handed: Dict[int, List[bytes]] = {}
     for _ in range(10_000):
         if not (rest or batches):
@@ -353,3 +356,68 @@ def test_many_flooders_are_each_served_within_a_few_polls(
         peer.close()
     quiet.close()
     quiet_peer.close()
+
+
+class Interrupted(Exception):
+    """Raised where a signal handler would, while a poll hands out."""
+
+
+def test_what_waits_stays_bounded_while_handing_out_is_interrupted(
+    make_poller: Callable[..., Poller], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A handler that raises in every call while it hands out: what was
+    read waits, and no channel is read again until it went out (it grew by
+    a read per channel per call, and a raise every millisecond kept a poll
+    with 40 busy channels from ever finishing). Then every line comes once."""
+    poller = make_poller(buffering="line")
+    pairs = [_flooded_pair(40_000, b"%d" % n) for n in range(4)]
+    for channel, _ in pairs:
+        poller.register(channel)
+
+    def interrupted(items: object) -> NoReturn:
+        raise Interrupted
+
+    monkeypatch.setattr(channels.poller, "as_tuples", interrupted)
+    for _ in range(20):
+        with pytest.raises(Interrupted):
+            poller.poll(DEADLINE)
+    chunks_per_read = -(-poller.read_budget // READ_SIZE) + 1
+    assert len(poller._registry.results) <= len(pairs) * chunks_per_read, "it kept reading"
+    monkeypatch.undo()
+    got: Dict[int, List[bytes]] = {id(channel): [] for channel, _ in pairs}
+    for _ in range(1000):
+        results = poller.poll(0)
+        if not results:
+            break
+        for data, source in results:
+            got[id(source)].append(data)
+    for channel, peer in pairs:
+        numbers = [int(line.split()[1]) for line in got[id(channel)]]
+        assert numbers == list(range(len(numbers))) and len(numbers) > 1000
+        channel.close()
+        peer.close()
+
+
+def test_a_read_cut_short_before_it_took_anything_is_done_again(
+    make_poller: Callable[..., Poller],
+) -> None:
+    """A raise right after a channel was marked read (so not to be read
+    again until its frames went out), before it read anything: the next
+    poll() reads it, rather than wait its whole timeout for nothing."""
+    poller = make_poller(buffering="line")
+    mine, theirs = socket.socketpair()
+    channel = SocketChannel(mine, buffering="line")
+    poller.register(channel)
+    theirs.sendall(b"line\n")
+
+    class Cut(Set[int]):
+        def add(self, key: int) -> None:
+            super().add(key)
+            raise Interrupted
+
+    poller._registry.backlog = Cut()
+    with pytest.raises(Interrupted):
+        poller.poll(DEADLINE)
+    assert poller.poll(DEADLINE) == [(b"line\n", channel)]
+    channel.close()
+    theirs.close()

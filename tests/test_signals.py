@@ -234,6 +234,77 @@ def test_a_raising_handler_loses_no_line_and_repeats_none(
     interrupter.check()
 
 
+def _lines_of(item: object) -> Optional[List[bytes]]:
+    """The lines of one item of any view; ``[]`` for a close; None otherwise."""
+    if isinstance(item, tuple):
+        return [item[0]] if item[0] else []
+    if isinstance(item, DataReceived):
+        return [item.data]
+    if isinstance(item, FramesReceived):
+        return list(item.frames)
+    if isinstance(item, ChannelClosed):
+        return []
+    return None
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("view", ["poll", "poll_events", "poll_batches"])
+def test_a_raising_handler_loses_no_line_of_many_senders(
+    interrupter: Interrupter, view: str, selector_cls: Type[selectors.BaseSelector]
+) -> None:
+    """40 busy channels: more than a call reads (READS_PER_POLL) and more
+    than a round serves in one call, so rounds span calls and ready lists
+    are finished by the next call, all while the handler raises. Every
+    channel's lines come once, in order, and its end once."""
+    pairs = [socket.socketpair() for _ in range(40)]
+    for mine, theirs in pairs:  # (little waits in the kernel: the drain at the end is short)
+        theirs.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
+        mine.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    sent = [0] * len(pairs)
+
+    def feed() -> None:  # (one thread, round robin, until enough raises)
+        try:
+            while interrupter.raised < RAISES and sum(sent) < MAX_LINES:
+                for index, (_, theirs) in enumerate(pairs):
+                    theirs.sendall(numbered(BLOCK, sent[index]))
+                    sent[index] += BLOCK
+        finally:
+            for _, theirs in pairs:
+                theirs.close()
+
+    channels_ = [SocketChannel(mine, buffering="line") for mine, _ in pairs]
+    got: Dict[int, List[bytes]] = {id(channel): [] for channel in channels_}
+    ended: Dict[int, int] = {}
+    feeder = threading.Thread(target=feed, daemon=True)
+    deadline = time.monotonic() + RUN_FOR
+    with Poller(buffering="line", selector=selector_cls) as poller:
+        for channel in channels_:
+            poller.register(channel)
+        poll = getattr(poller, view)
+        feeder.start()
+        interrupter.armed = True
+        while len(ended) < len(channels_) and time.monotonic() < deadline:
+            for item in interrupter.catch(lambda: poll(0.5)) or ():
+                lines = _lines_of(item)
+                source = id(item[1] if isinstance(item, tuple) else item.channel)  # type: ignore[union-attr]
+                if lines:
+                    got[source] += lines
+                elif lines == []:
+                    ended[source] = ended.get(source, 0) + 1
+        interrupter.armed = False
+    feeder.join(RUN_FOR)
+    assert not feeder.is_alive()
+    for channel in channels_:
+        channel.close()
+    assert ended == {id(channel): 1 for channel in channels_}, (
+        f"an end lost or repeated: {len(ended)} ends, lines {sum(map(len, got.values()))}"
+        f" of {sum(sent)}, {interrupter.raised} raises"
+    )
+    for index, channel in enumerate(channels_):
+        check_lines(got[id(channel)], sent[index])
+    interrupter.check()
+
+
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("kind", ["socket", "pipe"])
 def test_read_under_a_raising_handler(interrupter: Interrupter, kind: str) -> None:
