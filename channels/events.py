@@ -199,6 +199,10 @@ def hand_out(
     frames waiting (a new set: the poll loop adds those it reads). A round
     under way is finished first (everything, if ``limit`` is
     ``sys.maxsize``); then ``collected`` makes a new one."""
+    if len(collected) == 1 and not batches:  # (the usual case, quickly)
+        item = collected[0]
+        if type(item) is not tuple or (len(item) == 2 and len(item[0]) <= limit):
+            return cast(List[Collected], collected), batches, [], set()
     if batches:
         if limit < sys.maxsize:
             return batches[0], batches[1:], collected, backlog
