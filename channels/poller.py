@@ -400,7 +400,8 @@ class Poller:
             else _NONE_READ
         )
         reads = 0
-        for index, (key, events) in enumerate(ready):
+        for item in ready:
+            key, events = item
             record = key.data
             if (  # the hot path: a channel with input
                 events == selectors.EVENT_READ
@@ -411,7 +412,7 @@ class Poller:
                 read_channel(self._registry, record, self._read_budget)
                 reads += 1
                 if reads == READS_PER_POLL:
-                    self._ready_rest = ready[index + 1 :]
+                    self._ready_rest = ready[ready.index(item) + 1 :]
                     break
             else:
                 self._dispatch(record_of(key), events, read_already)
