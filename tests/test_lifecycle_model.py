@@ -417,6 +417,7 @@ class LifecycleMachine(RuleBasedStateMachine):
                 assert time.monotonic() < deadline, f"{model}: written bytes did not arrive"
                 self.poller.poll(0.01)
                 model.peer_got += model.peer.recv()
+                undelivered = model.channel.undelivered  # (the linger may end meanwhile)
             assert model.written.startswith(model.peer_got), f"{model}: peer got wrong bytes"
             if not model.may_reset_on_close:
                 # Every byte written is counted once: delivered, or dropped.
