@@ -212,8 +212,8 @@ class LifecycleMachine(RuleBasedStateMachine):
     def peer_sends(self, model: Model, data: bytes) -> None:
         if model.peer_ended or model.peer_reset or len(model.sent) + len(data) > SEND_LIMIT:
             return
-        if model.app_closed:  # its fds may be gone: a send would fail
-            return
+        if model.app_closed and model.kind not in ("tcp", "lines"):
+            return  # (a TCP peer may go on sending after the close: see _peer_sends)
         if model.kind == "lines":  # lines well under the limit: none is too long
             data = b"".join(
                 data[start : start + 32].replace(b"\n", b".") + b"\n"
@@ -234,11 +234,17 @@ class LifecycleMachine(RuleBasedStateMachine):
 
     @staticmethod
     def _peer_sends(model: Model, data: bytes) -> bool:
+        if model.app_closed:
+            # A closed channel reads no more: it is closed with input unread,
+            # a reset (as when the close began with input unread: _close).
+            model.may_reset_on_close = True
         try:
             model.peer.send(data)
         except (BrokenPipeError, ConnectionResetError):
-            # The Poller closed it (a line too long) with input unread: a reset.
-            assert model.too_long_after is not None, f"{model}: the peer could not send"
+            # Closed (by the app, or by the Poller: a line too long) with input unread.
+            assert model.too_long_after is not None or model.app_closed, (
+                f"{model}: the peer could not send"
+            )
             return False
         return True
 
