@@ -20,6 +20,7 @@ from typing import Callable, Iterator
 import pytest
 
 from channels import PipeChannel, Poller, SocketChannel
+from channels.poller import READS_PER_POLL
 
 from .conftest import DEADLINE, events_until, posix_only
 
@@ -104,6 +105,44 @@ def test_a_child_closing_an_inherited_poller_keeps_the_parents_registrations(
         client.close()
     channel.close()
     theirs.close()
+
+
+def test_a_child_leaves_the_rest_of_its_parents_ready_list_to_the_parent(
+    make_poller: Callable[..., Poller],
+) -> None:
+    """A fork between a poll() that read only part of select()'s list and the
+    next: the child cannot poll (nothing of the rest is read there, nor lost
+    here); its close of the Poller leaves the parent's; the parent reads
+    every line of the rest, once."""
+    poller = make_poller(buffering="line")
+    pairs = [socket.socketpair() for _ in range(3 * READS_PER_POLL)]
+    channels = []
+    for n, (mine, theirs) in enumerate(pairs):
+        theirs.sendall(b"line %d\n" % n)
+        assert mine.recv(64, socket.MSG_PEEK).endswith(b"\n")
+        channels.append(SocketChannel(mine, buffering="line"))
+        poller.register(channels[-1])
+    got = [data for data, _ in poller.poll(DEADLINE)]
+    assert 0 < len(got) <= READS_PER_POLL + 1, "no rest left for the next call"
+
+    def child() -> int:
+        try:
+            poller.poll(0)
+        except RuntimeError:
+            poller.close()
+            return 0
+        return 1
+
+    assert _in_child(child) == 0
+    deadline = time.monotonic() + DEADLINE
+    while len(got) < len(pairs):
+        assert time.monotonic() < deadline, f"{len(got)} of {len(pairs)} lines came"
+        got += [data for data, _ in poller.poll(0.01)]
+    assert sorted(got) == sorted(b"line %d\n" % n for n in range(len(pairs)))
+    assert poller.poll(0) == []
+    for channel, (_, theirs) in zip(channels, pairs):
+        channel.close()
+        theirs.close()
 
 
 @pytest.mark.parametrize("action", ["poll", "register", "add_server"])

@@ -8,8 +8,10 @@ peer's line is never stuck behind a flood. A call reads at most
 items keep their order, its close after its last frame.
 """
 
+import contextlib
 import socket
 import sys
+import time
 from typing import Callable, Dict, List, NoReturn, Set, Tuple
 
 import pytest
@@ -314,6 +316,48 @@ def test_a_channel_gone_from_the_ready_list_is_not_read(
             break
     assert seen == expected
     _close_all(pairs + fresh)
+
+
+def test_a_channel_paused_while_in_the_ready_list_is_not_read(
+    make_poller: Callable[..., Poller],
+) -> None:
+    """Channels the first poll() left for the next one are paused before it,
+    half of them with output queued (still selected, for writing only): no
+    poll reads them, their queued output still goes out, and once resumed
+    every line comes, once."""
+    poller = make_poller(buffering="line")
+    pairs = _lined_pairs(3 * READS_PER_POLL)
+    for channel, _ in pairs:
+        poller.register(channel)
+    first = {id(channel) for _, channel in poller.poll(DEADLINE)}
+    assert 0 < len(first) <= READS_PER_POLL + 1
+    left = [(channel, peer) for channel, peer in pairs if id(channel) not in first]
+    reply = b"r" * (256 * 1024)  # (past the socket buffers: some of it queues)
+    for channel, _ in left:
+        poller.pause_reading(channel)
+    for channel, _ in left[::2]:
+        channel.write(reply)
+        assert channel.write_buffer_size > 0, "nothing queued: the write path is untested"
+    got = {peer: bytearray() for channel, peer in left[::2]}
+    deadline = time.monotonic() + DEADLINE
+    while any(len(data) < len(reply) for data in got.values()):
+        assert time.monotonic() < deadline, "the queued output of a paused channel stalled"
+        assert poller.poll(0.01) == [], "a paused channel was read"
+        for peer in got:
+            with contextlib.suppress(BlockingIOError):
+                got[peer] += peer.recv(1 << 20, socket.MSG_DONTWAIT)
+    assert all(data == reply for data in got.values())
+    for channel, _ in left:
+        poller.resume_reading(channel)
+    seen: List[bytes] = []
+    while len(seen) < len(left):
+        results = poller.poll(DEADLINE)
+        assert results, "a resumed channel's line did not come"
+        seen += [data for data, _ in results]
+    expected = [b"line %d\n" % pairs.index(pair) for pair in left]
+    assert sorted(seen) == sorted(expected)
+    assert poller.poll(0) == []
+    _close_all(pairs)
 
 
 def test_many_flooders_are_each_served_within_a_few_polls(
