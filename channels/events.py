@@ -227,10 +227,6 @@ def split_at(collected: List[Held], limit: int) -> Tuple[Batches, List[Held], Se
     stay in order (its close after its last frame). What waits of a read is
     kept as the read's list and an offset: each frame is copied once, when
     it is handed out, however many rounds it waits."""
-    if len(collected) == 1:  # (the usual case, quickly)
-        item = collected[0]
-        if type(item) is not tuple or (len(item) == 2 and len(item[0]) <= limit):
-            return [cast(List[Collected], collected)], [], set()  # (no offsets)
     count = 0
     offsets = False
     for item in collected:
