@@ -8,9 +8,10 @@ process, each implementation in another; each run's counts and first/last
 lines are checked, so a fast wrong answer fails the suite. A peer that is not
 installed is reported as missing and skipped.
 
-Usage: python benchmarks/suite.py [--quick] [--out DIR]
+Usage: python benchmarks/suite.py [--quick] [--out DIR] [--only memory]
 Writes DIR/results.json, DIR/results.rst (the README table) and, when
-matplotlib is there, DIR/performance.png.
+matplotlib is there, DIR/performance.png. ``--only memory`` measures that
+section again into DIR's results (the tables say when).
 """
 
 import argparse
@@ -278,6 +279,20 @@ def ratio(value: float, floor: Optional[float]) -> str:
     return f"{value / floor:.2f}" if floor else "-"
 
 
+def memory_table(results: Dict) -> List[str]:
+    rows: Table = [("implementation", "bytes per idle channel")]
+    for impl, value in results["memory"].items():
+        rows.append((impl, f"{value:.0f}"))
+    title = [
+        "Memory (RSS growth) per idle registered connection, over the second half of",
+        "the registrations (what is paid once left out):",
+    ]
+    again = results.get("again", {}).get("memory")
+    if again:
+        title.append(f"(measured again {again['date']}, Python {again['python']})")
+    return [*title, "", rst_table(rows)]
+
+
 def tables(results: Dict) -> str:
     out: List[str] = []
     add = out.append
@@ -338,12 +353,7 @@ def tables(results: Dict) -> str:
     add("Line framing cost per line against the size of a read:")
     add("")
     add(rst_table(rows))
-    rows = [("implementation", "bytes per idle channel")]
-    for impl, value in results["memory"].items():
-        rows.append((impl, f"{value:.0f}"))
-    add("Memory (RSS growth) per idle registered connection:")
-    add("")
-    add(rst_table(rows))
+    out += memory_table(results)
     if results.get("bulk_write"):
         rows = [("writer", "MiB/s", "vs raw send loop")]
         bulk_results = results["bulk_write"]["medians"]
@@ -432,13 +442,43 @@ def plot(results: Dict, path: str) -> bool:
     return True
 
 
+def again(section: str, out: str, quick: bool) -> int:
+    """Measure one section again and rewrite the results and their tables
+    (the other sections keep their run's figures; the section's own date is
+    recorded)."""
+    path = os.path.join(out, "results.json")
+    with open(path) as file:
+        results = json.load(file)
+    print(f"{section}:", flush=True)
+    results[section] = {}
+    memory(results, quick)
+    results.setdefault("again", {})[section] = {
+        "date": datetime.date.today().isoformat(),
+        "python": platform.python_version(),
+    }
+    with open(path, "w") as file:
+        json.dump(results, file, indent=1)
+    text = tables(results)
+    with open(os.path.join(out, "results.rst"), "w") as file:
+        file.write(text + "\n")
+    print(text)
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
         "--quick", action="store_true", help="fewer cases and lines: under a minute"
     )
     parser.add_argument("--out", default=os.path.join(HERE, "results"), help="where results go")
+    parser.add_argument(
+        "--only",
+        choices=["memory"],
+        help="measure this section again, into the results already in --out",
+    )
     args = parser.parse_args()
+    if args.only:
+        return again(args.only, args.out, args.quick)
     repeat = 3
     started = time.monotonic()
     results: Dict = {

@@ -24,9 +24,9 @@ from ._fds import current_pid
 from ._framers import intake
 from ._outbox import Outbox, deliver, without
 from ._protocols import Watcher
-from ._reading import MAX_READ_PER_CALL, NOTHING_HELD, READ_SIZE, ReadingSide
+from ._reading import MAX_READ_PER_CALL, NOTHING_HELD, READ_SIZE, UNREAD, ReadingSide
 from ._writing import DEFAULT_HIGH_WATER, WritingSide
-from .buffering import BufferingArg, as_buffering
+from .buffering import BUILT_IN, BufferingArg, as_buffering
 
 __all__ = ["DEFAULT_HIGH_WATER", "DEFAULT_LINGER", "MAX_READ_PER_CALL", "READ_SIZE", "Channel"]
 
@@ -76,8 +76,9 @@ class Channel(ReadingSide, WritingSide, abc.ABC):
         linger: float = DEFAULT_LINGER,
     ) -> None:
         strategy = as_buffering(buffering)
-        self._buffering = strategy.name
-        self._framer = intake(strategy.new_framer())
+        self._strategy = strategy
+        # (a built-in framer is made by the first read: an idle channel has none)
+        self._framer = UNREAD if type(strategy) in BUILT_IN else intake(strategy.new_framer())
         # Frames read() took from the framer: held[0][0][_at:] comes next.
         self._held: List[Tuple[List[bytes], Any]] = NOTHING_HELD
         self._at = 0
@@ -104,7 +105,7 @@ class Channel(ReadingSide, WritingSide, abc.ABC):
     @property
     def buffering(self) -> str:
         """The framing strategy's name: ``'line'``, ``'bytes'``, or a custom one."""
-        return self._buffering
+        return self._strategy.name
 
     @property
     def closed(self) -> bool:

@@ -60,7 +60,7 @@ def _read_to_the_end(registry: Registry, watched: Watched, budget: int) -> None:
     try:
         state = AGAIN
         while state == AGAIN:  # (AGAIN: the end, or an error, is what the next call gives)
-            state = watched.read_into(registry.results, budget)
+            state = watched.source.read_frames_into(registry.results, budget)
     except EndpointClosedException:
         pass  # the end: its report follows
     except BAD_CHANNEL_ERRORS as exc:

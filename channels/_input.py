@@ -29,7 +29,7 @@ def read_channel(registry: Registry, watched: Watched, budget: int) -> None:
     is not read again until the poll hands out what it had: if a signal
     handler keeps interrupting that, what waits cannot grow without bound."""
     channel = watched.channel
-    read_into = watched.read_into
+    read_into = watched.source.read_frames_into
     registry.backlog.add(watched.key)
     try:
         while True:

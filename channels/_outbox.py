@@ -41,6 +41,9 @@ so a signal handler cannot lose the count and have the bytes sent again."""
 _NO_OUTPUT: Deque[memoryview] = collections.deque(maxlen=0)
 """The queue of an outbox with nothing queued: shared, never appended to."""
 
+_NO_SENDS: List[int] = []
+"""The send log of an outbox that never sent: shared, replaced by ``push()``."""
+
 
 def as_views(chunks: Iterable[object]) -> List[memoryview]:
     """Check every chunk before anything is written, so a bad one writes nothing."""
@@ -80,8 +83,9 @@ class Outbox:
         """Bytes queued."""
         self.accepted = 0
         """Bytes ever queued (or sent at once): what ``write()`` took in all."""
-        self.sent: List[int] = []
-        """What the OS took, per send, not yet trimmed off the queue."""
+        self.sent: List[int] = _NO_SENDS
+        """What the OS took, per send, not yet trimmed off the queue (a list
+        of its own from the first send on)."""
         self.undelivered = 0
         """Bytes queued once and then dropped."""
         self.failure: Optional[OSError] = None
@@ -121,6 +125,8 @@ class Outbox:
         """Send what the OS takes now. An ``OSError`` but ``EAGAIN`` propagates."""
         queue = self._queue
         sent = self.sent
+        if sent is _NO_SENDS:
+            sent = self.sent = []
         self.trim()
         while queue:
             try:

@@ -13,10 +13,11 @@ No IO here but the subclass's ``_receive_into()``.
 from typing import Any, ClassVar, List, Optional, Tuple
 
 from ._errors import EndpointClosedException, LineTooLong
-from ._framers import Intake
+from ._framers import Intake, Out, intake
 from ._protocols import AGAIN, DRAINED, MORE
+from .buffering import Buffering
 
-__all__ = ["MAX_READ_PER_CALL", "NOTHING_HELD", "READ_SIZE", "ReadingSide"]
+__all__ = ["MAX_READ_PER_CALL", "NOTHING_HELD", "READ_SIZE", "UNREAD", "ReadingSide"]
 
 READ_SIZE = 64 * 1024
 """Bytes asked of the OS per read syscall."""
@@ -32,6 +33,30 @@ NOTHING_HELD: List[Tuple[List[bytes], Any]] = []
 changed (a channel only a Poller reads never needs a list of its own)."""
 
 
+class _Unread:
+    """The ``Intake`` of a channel nothing was read into yet: one, shared by
+    all, holding nothing. The channel makes its own framer before its first
+    read appends to an inbox (an idle channel costs no framer)."""
+
+    __slots__ = ()
+
+    inbox: List[bytes] = []  # noqa: RUF012 (shared, never filled: see _fill)
+
+    def take_into(self, out: Out, owner: object) -> None:
+        pass
+
+    def feed_eof(self) -> None:
+        pass
+
+    @property
+    def error_waiting(self) -> bool:
+        return False
+
+
+UNREAD: Intake = _Unread()
+"""The framer of every channel nothing was read into yet."""
+
+
 class ReadingSide:
     """What a channel does to read; ``Channel`` is one, with a writing side."""
 
@@ -43,7 +68,8 @@ class ReadingSide:
     """True when a failed read means the connection is gone both ways (a
     socket): the queued output is dropped, and counted, at once."""
 
-    _framer: Intake
+    _framer: Intake  # (UNREAD until the first read: see _fill)
+    _strategy: Buffering
     # Frames read() took from the framer: _held[0][0][_at:] comes next.
     _held: List[Tuple[List[bytes], Any]]
     _at: int
@@ -80,7 +106,7 @@ class ReadingSide:
                 framer.take_into(held, self)  # (frames buffered already)
                 if not held and self._end is None:
                     self._fill(MAX_READ_PER_CALL, False)
-                    framer.take_into(held, self)
+                    self._framer.take_into(held, self)
             except LineTooLong as exc:
                 raise self._line_too_long(exc) from None
             if not held:
@@ -141,6 +167,7 @@ class ReadingSide:
             state = DRAINED
         else:
             state = MORE
+        framer = self._framer  # (the first read made it)
         try:
             framer.take_into(out, self)
         except LineTooLong as exc:
@@ -170,7 +197,10 @@ class ReadingSide:
         Reading on until the OS has nothing left is what lets one call see both
         a final partial line and the close behind it.
         """
-        inbox = self._framer.inbox
+        framer = self._framer
+        if framer is UNREAD:  # the first read: the channel's own framer now
+            framer = self._framer = intake(self._strategy.new_framer())
+        inbox = framer.inbox
         total = 0
         while total < max_bytes:
             # (not min(): a builtin call costs more than the test, per read)

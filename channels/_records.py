@@ -13,7 +13,7 @@ import contextlib
 import enum
 import selectors
 import socket
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Protocol, Tuple, Union, cast
+from typing import Any, Dict, List, NamedTuple, Optional, Protocol, Tuple, Union, cast
 
 from ._base import Channel
 from ._errors import not_from_the_os
@@ -104,6 +104,15 @@ def shape_of(channel: object) -> Shape:
     return shape
 
 
+class FramesReader(Protocol):
+    """What the poll loop reads a channel through: the channel itself (a
+    ``Channel``), or a ``FramesInto`` over it."""
+
+    def read_frames_into(self, out: List[Any], max_bytes: int) -> int:
+        """Append ``(frames, channel)`` to ``out``; ``DRAINED``, ``MORE`` or ``AGAIN``."""
+        ...
+
+
 class Owner(Protocol):
     """What a record tells of its channel's news: the Registry."""
 
@@ -142,9 +151,9 @@ class Watched:
         "notifier",
         "owner",
         "paused",
-        "read_into",
         "ready",
         "server",
+        "source",
         "state",
         "taken",
         "write_fd",
@@ -174,10 +183,11 @@ class Watched:
         self.taken = False
         # Its abilities, typed (None: it lacks one). The shape vouches for
         # each cast: these are the only ones, and they cost nothing per poll.
-        self.read_into: Callable[[List[Any], int], int] = (
-            channel.read_frames_into
+        # What it is read through (no bound method kept: one per read instead).
+        self.source: FramesReader = (
+            channel
             if isinstance(channel, Channel) and shape.frame_source
-            else FramesInto(channel, shape.frame_source).read_into
+            else FramesInto(channel, shape.frame_source)
         )
         # A Channel of this library: it takes this record as its watcher.
         self.native = channel if isinstance(channel, Channel) else None
@@ -192,9 +202,10 @@ class Watched:
         self.write_side: Optional[WriteSide] = None
         if self.writer is not None:
             with contextlib.suppress(NotImplementedError):  # it cannot write: no matter
-                self.write_fd = self.writer.get_write_fd()
-            if self.write_fd != fd:
-                self.write_side = WriteSide(self)
+                write_fd = self.writer.get_write_fd()
+                if write_fd != fd:  # (else the one int object is kept: an fd past 256 is one)
+                    self.write_fd = write_fd
+                    self.write_side = WriteSide(self)
         # The server it was accepted from, while it counts against max_clients.
         self.server: Optional[Server] = None
 
@@ -276,7 +287,7 @@ class FramesInto:
         self._source = cast(FrameSource, channel) if frame_source else None
         self._error: Optional[Exception] = None
 
-    def read_into(self, out: List[Any], max_bytes: int) -> int:
+    def read_frames_into(self, out: List[Any], max_bytes: int) -> int:
         """Frames appended to ``out`` as ``(frames, channel)``, and
         ``DRAINED``, ``MORE`` or ``AGAIN``."""
         if self._source is not None:

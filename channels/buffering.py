@@ -23,6 +23,7 @@ from typing import Optional, Protocol, Union, runtime_checkable
 from ._framers import BulkFramer, BytesFramer, Framer, LineFramer
 
 __all__ = [
+    "BUILT_IN",
     "DEFAULT_MAX_LINE_LENGTH",
     "Buffering",
     "BufferingArg",
@@ -155,7 +156,14 @@ def as_buffering(buffering: object) -> Buffering:
     gives ``BytesBuffering()``, as 0.2 treated every value but ``'line'``.
     """
     if isinstance(buffering, str):
-        return LineBuffering() if buffering == "line" else BytesBuffering()
+        return _LINES if buffering == "line" else _BYTES
     if isinstance(buffering, (LineBuffering, BytesBuffering, Buffering)):
         return buffering
-    return BytesBuffering()
+    return _BYTES
+
+
+_LINES = LineBuffering()
+_BYTES = BytesBuffering()  # (strategies are immutable: every channel may share these)
+
+BUILT_IN = (BytesBuffering, LineBuffering)
+"""The strategies whose framers a channel makes when it first reads."""

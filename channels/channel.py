@@ -262,7 +262,7 @@ class PipeChannel(Channel):
                 for role, fd in (("faucet", self._faucet), ("sink", self._sink))
                 if fd >= 0
             )
-        return f"<PipeChannel {where} buffering={self._buffering!r}>"
+        return f"<PipeChannel {where} buffering={self.buffering!r}>"
 
 
 def check_stream_socket(sock: object, user: str) -> socket.socket:
@@ -397,4 +397,4 @@ class SocketChannel(Channel):
             where = "closing" if self._handed_over else "closed"
         else:
             where = f"fd={self._sock.fileno()}"
-        return f"<{type(self).__name__} {where} peer={self._peer} buffering={self._buffering!r}>"
+        return f"<{type(self).__name__} {where} peer={self._peer} buffering={self.buffering!r}>"

@@ -5,14 +5,19 @@ import socket
 import time
 from typing import List, Optional
 
+import pytest
+
 import channels
 import channels.channel
 import channels.poller
 import channels.testing
 from channels import (
+    EndpointClosedException,
     Poller,
 )
-from channels._reading import NOTHING_HELD
+from channels._outbox import _NO_SENDS
+from channels._reading import NOTHING_HELD, UNREAD
+from channels.buffering import Framer
 from channels.testing import TestChannel
 
 from .conftest import DEADLINE, poll_until
@@ -185,6 +190,52 @@ def test_channels_share_no_read_state(poller: Poller) -> None:
     assert NOTHING_HELD == []
     for channel in (first, second, third):
         channel.close()
+
+
+def test_channels_share_the_empty_framer_and_send_log_until_they_use_them(
+    poller: Poller,
+) -> None:
+    """An idle channel holds the shared, empty framer and send log (so it
+    costs neither); its first read makes its own framer, its first send its
+    own log. Whatever comes — partial lines read through read() and through
+    a Poller, an end of stream before any read, writes — the shared ones
+    stay empty and each channel keeps its own partial line."""
+    idle, direct, polled, ended = (TestChannel(buffering="line") for _ in range(4))
+    assert all(channel._framer is UNREAD for channel in (idle, direct, polled, ended))
+    poller.register(polled)
+    direct.put(b"a\nb")
+    polled.put(b"c\nd")
+    ended.put_eof()
+    assert direct.read() == b"a\n"
+    assert poll_until(poller, bool) == [(b"c\n", polled)]
+    with pytest.raises(EndpointClosedException):
+        ended.read()
+    direct.write(b"reply\n")
+    assert UNREAD.inbox == [] and _NO_SENDS == []
+    assert idle._framer is UNREAD and idle._outbox.sent is _NO_SENDS
+    assert direct._outbox.sent is not _NO_SENDS
+    assert len({id(channel._framer) for channel in (idle, direct, polled)}) == 3
+    direct.put(b"\n")
+    polled.put(b"\n")
+    assert direct.read() == b"b\n"
+    assert poll_until(poller, bool) == [(b"d\n", polled)]
+    assert UNREAD.inbox == [] and _NO_SENDS == []
+    for channel in (idle, direct, polled, ended):
+        channel.close()
+
+
+def test_a_custom_strategy_makes_its_framer_when_the_channel_is_made() -> None:
+    """Only the built-in framers wait for the first read: a user's strategy
+    is asked for a framer by the constructor, so its errors come there."""
+
+    class Refusing:
+        name = "refusing"
+
+        def new_framer(self) -> Framer:
+            raise ValueError("no framer today")
+
+    with pytest.raises(ValueError, match="no framer today"):
+        TestChannel(buffering=Refusing())
 
 
 def test_a_channel_in_two_pollers_is_watched_by_both() -> None:
