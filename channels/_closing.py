@@ -20,7 +20,8 @@ The chores of a Poller about ending, each over its registry:
 
 import atexit
 import logging
-from typing import List, Optional
+import socket
+from typing import Callable, List, Optional, Tuple
 
 from ._errors import BAD_CHANNEL_ERRORS, EndpointClosedException, not_from_the_os
 from ._fds import current_pid
@@ -32,6 +33,7 @@ from ._registry import UNFINISHED, Registry
 __all__ = [
     "close_every_channel",
     "close_every_server",
+    "close_poller",
     "finish_closing",
     "finish_now",
     "flush_output",
@@ -165,15 +167,47 @@ def _gave_up(watched: Watched, queued: int) -> None:
 
 
 def close_every_server(registry: Registry) -> List[BaseException]:
-    """Forget and close every server; return the errors closing raised."""
+    """Close and forget every server; return the errors closing raised. A
+    server is forgotten once closed: a raise in between (a signal handler's)
+    leaves it to the next call."""
     errors: List[BaseException] = []
     for server in list(registry.servers.values()):
-        registry.drop_server(server)
+        registry.unselect(server.fd, server)
         try:
             server.sock.close()
         except OSError as exc:
+            if not_from_the_os(exc):
+                raise
             errors.append(exc)
+        registry.drop_server(server)
     return errors
+
+
+def close_poller(
+    close_all: Callable[[], None], registry: Registry, wakeup: Tuple[socket.socket, socket.socket]
+) -> None:
+    """``Poller.close()``: ``close_all()``, then the selector and the wakeup
+    pair, the socket that tells the Poller is closed last. A signal handler's
+    raise leaves the Poller open, for the next call to finish; any other
+    error releases all the same, then propagates."""
+    error: Optional[BaseException] = None
+    try:
+        close_all()
+    except BaseException as exc:
+        if not_from_the_os(exc):
+            raise  # (a handler's: the next call does the rest)
+        error = exc  # (raised once the Poller's own fds are released)
+    try:
+        registry.close()
+        wakeup[0].close()
+    except BaseException as exc:
+        if not not_from_the_os(exc):
+            for sock in wakeup:
+                sock.close()
+        raise
+    wakeup[1].close()
+    if error is not None:
+        raise error
 
 
 def close_every_channel(registry: Registry) -> List[BaseException]:
@@ -183,6 +217,16 @@ def close_every_channel(registry: Registry) -> List[BaseException]:
         watched
         for watched in [*registry.channels.values(), *registry.dormant.values()]
         if watched.state in _CLOSABLE
+    ]
+    # Closed, by a close() a signal handler's raise cut short before its fds
+    # were released: closed again, which finishes (its fds are closed once).
+    records += [
+        watched
+        for watched in registry.pending.values()
+        if watched.state is State.CLOSED
+        and watched.native is not None
+        and watched.native._unreleased
+        and watched not in records
     ]
     writers = [w.writer for w in records if w.writer is not None and w.writing]
     if registry.pid != current_pid():

@@ -32,6 +32,7 @@ from ._checks import MAX_WAIT
 from ._closing import (
     close_every_channel,
     close_every_server,
+    close_poller,
     finish_closing,
     flush_output,
     report_pending,
@@ -226,16 +227,13 @@ class Poller:
         """``close_all()``, then release the Poller's own fds (selector, wakeup).
 
         Calling it again does nothing; the Poller cannot be used afterwards.
+        If a signal handler's exception came out of it, it is not closed yet:
+        call it again, it finishes (README: Signals).
         """
         if self.closed:
             return
         self._shutting_down = True  # (wakeup() from another thread: quiet now)
-        try:
-            self.close_all()
-        finally:
-            self._registry.close()
-            self._wake_w.close()
-            self._wakeup.sock.close()
+        close_poller(self.close_all, self._registry, (self._wake_w, self._wakeup.sock))
 
     @property
     def closed(self) -> bool:

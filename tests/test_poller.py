@@ -5,7 +5,7 @@ import selectors
 import signal
 import socket
 import time
-from typing import Optional, Type
+from typing import Callable, Optional, Type
 
 import pytest
 
@@ -446,6 +446,23 @@ def test_close_all_closes_every_channel_then_raises_the_first_error(poller: Poll
         poller.close_all()
     assert fine.closed
     assert refusing.sock.fileno() == -1
+
+
+def test_close_releases_the_pollers_fds_then_raises_a_channels_error(
+    make_poller: Callable[..., Poller],
+) -> None:
+    """A channel's close() fails (not a signal handler's raise): the Poller
+    closes the others and its own fds all the same, then raises the error;
+    it is closed, and closing it again does nothing."""
+    poller = make_poller()
+    refusing, fine = RefusingChannel(), TestChannel()
+    poller.register(refusing)
+    poller.register(fine)
+    with pytest.raises(RuntimeError, match="close failed"):
+        poller.close()
+    assert poller.closed and fine.closed and refusing.sock.fileno() == -1
+    assert poller._wake_w.fileno() == -1
+    poller.close()
 
 
 @posix_only

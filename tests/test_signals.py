@@ -657,3 +657,34 @@ def test_an_accept_cut_short_is_finished_once(
             accepted[0].channel.close()
     assert calls == [point, point], "not cut short once, then finished"
     assert open_fds() == fds_before - 1
+
+
+@pytest.mark.timeout(60)
+def test_a_pollers_close_cut_short_by_a_raising_handler_finishes_when_called_again(
+    interrupter: Interrupter, selector_cls: Type[selectors.BaseSelector]
+) -> None:
+    """``Poller.close()`` with servers and channels registered, the handler
+    raising in it: called again until it returns, it leaves no fd open (its
+    own, its servers', its channels'), however many times it was cut short."""
+    fds_before = open_fds()
+    deadline = time.monotonic() + RUN_FOR
+    rounds = 0
+    while interrupter.raised < RAISES and time.monotonic() < deadline:
+        poller = Poller(selector=selector_cls)
+        servers = [socket.create_server(("127.0.0.1", 0)) for _ in range(3)]
+        pairs = [socket.socketpair() for _ in range(8)]
+        for server in servers:
+            poller.add_server(server)
+        for mine, _ in pairs:
+            poller.register(SocketChannel(mine))
+        interrupter.armed = True
+        while not interrupter.returns(poller.close):
+            assert time.monotonic() < deadline
+        interrupter.armed = False
+        rounds += 1
+        assert [server.fileno() for server in servers] == [-1] * 3, f"round {rounds}"
+        assert [mine.fileno() for mine, _ in pairs] == [-1] * 8, f"round {rounds}"
+        for _, theirs in pairs:
+            theirs.close()
+        assert open_fds() == fds_before, f"round {rounds}: the Poller leaked an fd"
+    interrupter.check()
