@@ -5,7 +5,9 @@ epoll forgets a closed fd silently, and a new file may take its number;
 ``FdAudit`` checks a slice of the registered fds per ``CHECK_INTERVAL``
 against what they referred to when registered (no cost per poll), and after
 ``select()`` failed it finds which fd made it fail. What it finds goes to
-``fd_went_bad``.
+``fd_went_bad``. The same slice finds output a channel queued but could not
+tell of (a signal handler raised in ``write()`` before the channel told its
+watcher): it is watched from then on, so it cannot wait forever.
 """
 
 import sys
@@ -43,6 +45,7 @@ class FdAudit:
         registry = self._registry
         records: List[Union[Watched, Server]] = [
             *registry.channels.values(),
+            *registry.dormant.values(),  # (half-closed, nothing to deliver: as far as we know)
             *registry.servers.values(),
         ]
         if not records:
@@ -54,6 +57,8 @@ class FdAudit:
             now = identity_of(record.fd)
             if now != record.identity:
                 fd_went_bad(registry, record, reused=now is not None)
+            elif isinstance(record, Watched):
+                _watch_untold_output(registry, record)
 
     def still_its_file(self, watched: Watched) -> bool:
         """Before a channel is read again without ``select()`` (its budget ran
@@ -86,6 +91,13 @@ class FdAudit:
                 fd_went_bad(registry, record, reused=False)
             elif isinstance(record, WriteSide):
                 fd_went_bad(registry, record.watched, reused=False)
+
+
+def _watch_untold_output(registry: Registry, watched: Watched) -> None:
+    """Output queued that the registry never heard of: watch it now."""
+    writer = watched.writer
+    if writer is not None and not watched.writing and writer.write_buffer_size:
+        registry.output_changed(watched, True)
 
 
 def fd_went_bad(registry: Registry, record: Union[Watched, Server], *, reused: bool) -> None:

@@ -85,18 +85,16 @@ class Registry:
     def __init__(self, selector: selectors.BaseSelector) -> None:
         self.selector = selector
         self.pid = current_pid()  # a forked child never touches its (shared) selector
+        # Channels (by identity) with frames in results: not read again till handed out.
         self.backlog: Set[int] = set()
-        """The channels (by identity) with frames in ``results``: not read again
-        until those are handed out (even if handing out is interrupted)."""
         self.batches: Batches = []  # the rest of a round being handed out
         self.results: List[Held] = []
         """What the next poll returns; collected here, not in a local list, so
         that what was read before a signal handler raised is not lost."""
+        # Records held, by channel identity: every state but FORGOTTEN and dormant.
         self.channels: Dict[int, Watched] = {}
-        """The records held, by channel identity: every state but a half-closed
-        one with nothing to deliver, and FORGOTTEN."""
+        # Half-closed records with nothing to deliver, kept alive only by their channel.
         self.dormant: weakref.WeakValueDictionary[int, Watched] = weakref.WeakValueDictionary()
-        """Half-closed records with nothing to deliver, kept alive only by their channel."""
         # What a raise cut short, finished by the next such call or settle():
         # moves (but those under way, _depth), registrations, selector calls.
         self.moving: Dict[int, Tuple[Watched, State, Optional[CloseReason], str]] = {}
@@ -105,16 +103,12 @@ class Registry:
         self.unsettled: Dict[int, Watched] = {}
         # Servers with a client being accepted (channels._accept), by identity.
         self.arriving: Dict[int, Server] = {}
-        self.pending: Dict[int, Watched] = {}
-        """CLOSED, LOST, STALE and BROKEN records: reported by the next poll."""
-        self.unfinished: Dict[int, Watched] = {}
-        """OPEN records the next poll reads without waiting (more may wait)."""
-        self.closing: Dict[int, Watched] = {}
-        """CLOSING and DELIVERING records: the poll loop finishes their close."""
-        self.servers: Dict[int, Server] = {}
-        """Listening sockets, by identity, selected or not (backing off, at the cap)."""
+        self.pending: Dict[int, Watched] = {}  # CLOSED, LOST, STALE, BROKEN: reported next
+        self.unfinished: Dict[int, Watched] = {}  # OPEN, read by the next poll without waiting
+        self.closing: Dict[int, Watched] = {}  # CLOSING, DELIVERING: the loop finishes them
+        self.servers: Dict[int, Server] = {}  # by identity, selected or not (backing off, cap)
+        # Told when a client no longer counts against its server's cap.
         self.client_left: Callable[[Server], None] = lambda server: None
-        """Called when a client no longer counts against its server's cap."""
 
     # -- channels -----------------------------------------------------------
 
@@ -273,31 +267,37 @@ class Registry:
     def pause(self, watched: Watched, paused: bool) -> None:
         """Stop (or resume) reading an OPEN channel; resumed, it is read at once."""
         if watched.paused != paused:
+            cut_short = watched.key in self.unsettled
             self.unsettled[watched.key] = watched  # (a raise in here: settle() syncs)
             watched.paused = paused
             if paused:
                 self.unfinished.pop(watched.key, None)
             elif watched.state is _OPEN:
                 self.unfinished[watched.key] = watched
-            self.sync(watched)
+            self.sync(watched, cut_short)
 
     def output_changed(self, watched: Watched, pending: bool) -> None:
         """Called back by a channel whose queued output appeared or is gone."""
         if watched.writing != pending and watched.state in _WRITABLE:
+            cut_short = watched.key in self.unsettled
             self.unsettled[watched.key] = watched  # (a raise in sync(): settle() syncs)
             watched.writing = pending
-            self.sync(watched)
+            self.sync(watched, cut_short)
 
     def drained(self, watched: Watched) -> None:
         """Called back by a channel writable again after a refused write."""
         if watched.state in (_OPEN, _HALF):
             self.results.append(Writable(watched.channel))
 
-    def sync(self, watched: Watched) -> None:
-        """Make the selector and the index agree with the record's state."""
+    def sync(self, watched: Watched, cut_short: Optional[bool] = None) -> None:
+        """Make the selector and the index agree with the record's state. One an
+        earlier raise left unsettled stays so: ``settle()`` redoes it from scratch."""
+        if cut_short is None:  # (the map may say done what the kernel's set lacks)
+            cut_short = watched.key in self.unsettled
         self.unsettled[watched.key] = watched  # (until done: a raise leaves it to settle())
         self._sync(watched)
-        self.unsettled.pop(watched.key, None)
+        if not cut_short:
+            self.unsettled.pop(watched.key, None)
 
     def _sync(self, watched: Watched) -> None:
         state = watched.state
@@ -394,7 +394,7 @@ class Registry:
             if watched.state is _GONE:
                 self.unsettled.pop(watched.key, None)
             else:
-                self.sync(watched)
+                self.sync(watched, cut_short=False)
 
     def register_wakeup(self, wakeup: Wakeup) -> None:
         """Select the wakeup socket."""
