@@ -188,26 +188,33 @@ def close_poller(
 ) -> None:
     """``Poller.close()``: ``close_all()``, then the selector and the wakeup
     pair, the socket that tells the Poller is closed last. A signal handler's
-    raise leaves the Poller open, for the next call to finish; any other
-    error releases all the same, then propagates."""
+    raise (``KeyboardInterrupt`` included) leaves the Poller open, for the
+    next call to finish; any other error releases all the same, then
+    propagates."""
     error: Optional[BaseException] = None
     try:
         close_all()
     except BaseException as exc:
-        if not_from_the_os(exc):
-            raise  # (a handler's: the next call does the rest)
+        if _interrupted(exc):
+            raise  # (the next call does the rest)
         error = exc  # (raised once the Poller's own fds are released)
     try:
         registry.close()
         wakeup[0].close()
     except BaseException as exc:
-        if not not_from_the_os(exc):
+        if not _interrupted(exc):
             for sock in wakeup:
                 sock.close()
         raise
     wakeup[1].close()
     if error is not None:
         raise error
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """A signal handler's raise: Python's own for SIGINT (``KeyboardInterrupt``
+    from a handler in C), anything not an ``Exception``, or the application's."""
+    return not isinstance(exc, Exception) or not_from_the_os(exc)
 
 
 def close_every_channel(registry: Registry) -> List[BaseException]:

@@ -465,6 +465,31 @@ def test_close_releases_the_pollers_fds_then_raises_a_channels_error(
     poller.close()
 
 
+def test_a_keyboard_interrupt_in_close_leaves_the_poller_to_the_next_call(
+    make_poller: Callable[..., Poller], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C lands in ``Poller.close()`` (Python's own SIGINT handler, in C,
+    raises ``KeyboardInterrupt``): the Poller is not closed yet, and the next
+    call closes every channel and the Poller's own fds."""
+    poller = make_poller()
+    first, second = TestChannel(), TestChannel()
+    poller.register(first)
+    poller.register(second)
+    close = TestChannel.close
+
+    def interrupted(self: TestChannel) -> None:
+        monkeypatch.setattr(TestChannel, "close", close)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(TestChannel, "close", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        poller.close()
+    assert not poller.closed, "closed with channels left open"
+    poller.close()
+    assert poller.closed and first.closed and second.closed
+    assert poller._wake_w.fileno() == -1
+
+
 @posix_only
 def test_a_regular_file_can_be_registered_and_is_read_to_its_end(
     poller: Poller, short_tmp: str
