@@ -232,7 +232,7 @@ def close_every_channel(registry: Registry) -> List[BaseException]:
         for watched in registry.pending.values()
         if watched.state is State.CLOSED
         and watched.native is not None
-        and watched.native._unreleased
+        and watched.native._unreleased  # pyright: ignore[reportPrivateUsage] (its own package)
         and watched not in records
     ]
     writers = [w.writer for w in records if w.writer is not None and w.writing]
