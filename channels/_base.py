@@ -22,7 +22,7 @@ from typing import Any, Callable, ClassVar, List, Optional, Tuple, TypeVar
 from . import _checks
 from ._fds import current_pid
 from ._framers import intake
-from ._outbox import Outbox, deliver, without
+from ._outbox import IDLE_OUTBOX, deliver, without
 from ._protocols import Watcher
 from ._reading import MAX_READ_PER_CALL, NOTHING_HELD, READ_SIZE, UNREAD, ReadingSide
 from ._writing import DEFAULT_HIGH_WATER, WritingSide
@@ -57,6 +57,8 @@ class Channel(ReadingSide, WritingSide, abc.ABC):
     ``high_water`` bounds the queued output (see ``write()``); ``linger``
     bounds how long ``close()`` waits for a reader that makes no progress.
     """
+
+    __slots__ = ()  # (see ChannelSlots)
 
     _background_close: ClassVar[bool] = True
     """False for a subclass with its own ``close()``: it releases its fds
@@ -98,7 +100,7 @@ class Channel(ReadingSide, WritingSide, abc.ABC):
         # closed, but a raise came before its fds were released for sure.
         self._unreleased = False
         self._pid = current_pid()  # (a forked child's copy must leave the fds alone)
-        self._outbox = Outbox()
+        self._outbox = IDLE_OUTBOX  # (its own from the first write: _own_outbox())
         # write_eof(): 1 once asked for, 2 once the write side was shut.
         self._eof = 0
 
@@ -127,7 +129,7 @@ class Channel(ReadingSide, WritingSide, abc.ABC):
         ``EndpointClosedException`` at end of stream."""
 
     def _settle_writing(self, cause: Optional[BaseException]) -> Optional[BaseException]:
-        return self._outbox.settle_end(cause, self._send_into)
+        return self._own_outbox().settle_end(cause, self._send_into)
 
     # -- closing ------------------------------------------------------------
 
@@ -269,12 +271,15 @@ class Channel(ReadingSide, WritingSide, abc.ABC):
         fraction of the memory of four callbacks; a second watcher adds
         callbacks instead."""
         outbox = self._outbox
-        was_watched = outbox.watched
-        # (two stores, no call between: a signal handler cannot split them)
+        was_watched = self._output_watched()
+        # (no call between the stores: a signal handler cannot split them;
+        # the idle outbox has no watcher: an own one is made with the channel's)
         self._watcher = watcher
-        outbox.watcher = watcher
-        if outbox.watched is not was_watched:
-            self._watched_changed(outbox.watched)
+        if outbox is not IDLE_OUTBOX:
+            outbox.watcher = watcher
+        watched = self._output_watched()
+        if watched is not was_watched:
+            self._watched_changed(watched)
 
     def add_close_callback(self, callback: Callable[[], None]) -> None:
         """Call ``callback()`` once when the channel is closed, before its fd is."""

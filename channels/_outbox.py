@@ -29,7 +29,7 @@ from ._errors import (
 from ._fds import FdWaiter
 from ._protocols import BytesLike, Lingering, QueuedWriter, Watcher
 
-__all__ = ["Outbox", "as_views", "deliver", "without"]
+__all__ = ["IDLE_OUTBOX", "Outbox", "as_views", "deliver", "without"]
 
 _LOGGER = logging.getLogger("channels.channel")
 
@@ -76,7 +76,7 @@ class Outbox:
         "watcher",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, watcher: Optional[Watcher] = None) -> None:
         # Views, oldest first; idle outboxes share one empty deque.
         self._queue: Deque[memoryview] = _NO_OUTPUT
         self.size = 0
@@ -97,7 +97,7 @@ class Outbox:
         """After a refused write: the size at or below which the watchers hear
         that the queue drained (-1: nobody waits for that)."""
         self._drain_callbacks: Tuple[Callable[[], None], ...] = ()
-        self.watcher: Optional[Watcher] = None
+        self.watcher = watcher
         """The channel's watcher: told as the callbacks are, before them."""
 
     def add(self, views: List[memoryview], size: int) -> None:
@@ -125,6 +125,8 @@ class Outbox:
         """Send what the OS takes now. An ``OSError`` but ``EAGAIN`` propagates."""
         queue = self._queue
         sent = self.sent
+        if queue is _NO_OUTPUT and not sent:  # nothing queued (the idle outbox too)
+            return
         if sent is _NO_SENDS:
             sent = self.sent = []
         self.trim()
@@ -223,6 +225,8 @@ class Outbox:
 
     def drop(self) -> int:
         """Drop everything queued, counting it as undelivered; return the count."""
+        if self._queue is _NO_OUTPUT and not self.sent:  # nothing queued (the idle outbox too)
+            return 0
         self.trim()
         dropped = self.size
         # No call from here to the return: the counts move with the bytes.
@@ -279,6 +283,31 @@ class Outbox:
     def remove_drain_callback(self, callback: Callable[[], None]) -> None:
         """Forget ``callback``; does nothing if it was not added."""
         self._drain_callbacks = without(self._drain_callbacks, callback)
+
+
+class _IdleOutbox(Outbox):
+    """The outbox of every channel that never queued output nor had an
+    output callback: shared, so it must never change."""
+
+    __slots__ = ("_made",)
+
+    def __init__(self) -> None:
+        object.__setattr__(self, "_made", False)
+        super().__init__()
+        self._made = True
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if getattr(self, "_made", False):
+            raise AssertionError(
+                f"the shared idle outbox was to change ({name} = {value!r}): a channel"
+                " must make its own first (WritingSide._own_outbox)"
+            )
+        object.__setattr__(self, name, value)
+
+
+IDLE_OUTBOX: Outbox = _IdleOutbox()
+"""The outbox of a channel until it queues output or gets an output or drain
+callback: a channel that never writes keeps none of its own (120 bytes)."""
 
 
 _Item = TypeVar("_Item")

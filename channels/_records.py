@@ -69,6 +69,7 @@ class Shape(NamedTuple):
     frame_source: bool
     drain_notifier: bool
     closes_in_background: bool
+    native: bool  # a Channel of this library
 
 
 _SHAPES: Dict[type, Shape] = {}
@@ -98,6 +99,7 @@ def shape_of(channel: object) -> Shape:
             isinstance(channel, DrainNotifier),
             # (a Channel subclass with its own close() never calls its agents)
             isinstance(channel, ClosesInBackground),
+            isinstance(channel, Channel),
         )
         if isinstance(channel, Channel):  # a plain object may gain members later
             _SHAPES[cls] = shape
@@ -140,25 +142,20 @@ class Watched:
         "__weakref__",
         "always_readable",
         "channel",
-        "closer",
         "deadline",
-        "drains",
         "fd",
-        "finisher",
         "identity",
         "key",
-        "native",
-        "notifier",
         "owner",
         "paused",
         "ready",
         "server",
+        "shape",
         "source",
         "state",
         "taken",
         "write_fd",
         "write_side",
-        "writer",
         "writing",
     )
 
@@ -181,21 +178,14 @@ class Watched:
         self.deadline = 0.0
         # Its close() left the delivery to us: we finish it.
         self.taken = False
-        # Its abilities, typed (None: it lacks one). The shape vouches for
-        # each cast: these are the only ones, and they cost nothing per poll.
         # What it is read through (no bound method kept: one per read instead).
         self.source: FramesReader = (
             channel
             if isinstance(channel, Channel) and shape.frame_source
             else FramesInto(channel, shape.frame_source)
         )
-        # A Channel of this library: it takes this record as its watcher.
-        self.native = channel if isinstance(channel, Channel) else None
-        self.writer = cast(QueuedWriter, channel) if shape.queued_writer else None
-        self.notifier = cast(CloseNotifier, channel) if shape.close_notifier else None
-        self.closer = cast(Lingering, channel) if shape.lingering else None
-        self.drains = cast(DrainNotifier, channel) if shape.drain_notifier else None
-        self.finisher = cast(ClosesInBackground, channel) if shape.closes_in_background else None
+        # Its abilities (one object per class: see the properties below).
+        self.shape = shape
         # Watched for writing while output is queued: the same fd (a socket)
         # or another one (a pipe's sink), which then has a record of its own.
         self.write_fd = fd
@@ -208,6 +198,40 @@ class Watched:
                     self.write_side = WriteSide(self)
         # The server it was accepted from, while it counts against max_clients.
         self.server: Optional[Server] = None
+
+    # The channel as each protocol it implements (None: not that one). The
+    # shape vouches for each cast: these are the only ones, and no record
+    # keeps a field per protocol (memory per idle channel).
+
+    @property
+    def native(self) -> Optional[Channel]:
+        """A ``Channel`` of this library: it takes this record as its watcher."""
+        return cast(Channel, self.channel) if self.shape.native else None
+
+    @property
+    def writer(self) -> Optional[QueuedWriter]:
+        """The channel, if it queues output."""
+        return cast(QueuedWriter, self.channel) if self.shape.queued_writer else None
+
+    @property
+    def notifier(self) -> Optional[CloseNotifier]:
+        """The channel, if it calls close callbacks."""
+        return cast(CloseNotifier, self.channel) if self.shape.close_notifier else None
+
+    @property
+    def closer(self) -> Optional[Lingering]:
+        """The channel, if it lingers on close and can abort."""
+        return cast(Lingering, self.channel) if self.shape.lingering else None
+
+    @property
+    def drains(self) -> Optional[DrainNotifier]:
+        """The channel, if it calls drain callbacks."""
+        return cast(DrainNotifier, self.channel) if self.shape.drain_notifier else None
+
+    @property
+    def finisher(self) -> Optional[ClosesInBackground]:
+        """The channel, if it lets an agent finish its close."""
+        return cast(ClosesInBackground, self.channel) if self.shape.closes_in_background else None
 
     # The callbacks the channel gets: bound methods, one small object each,
     # equal to any other of the same record (so each can be removed by a new

@@ -13,8 +13,9 @@ from typing import Callable, Deque, List, Optional
 from . import _checks
 from ._errors import EndpointClosedException
 from ._fds import fd_ready
-from ._outbox import Outbox, as_views
-from ._protocols import BytesLike
+from ._outbox import IDLE_OUTBOX, Outbox, as_views
+from ._protocols import BytesLike, Watcher
+from ._slots import ChannelSlots
 
 __all__ = ["DEFAULT_HIGH_WATER", "WritingSide"]
 
@@ -24,10 +25,13 @@ DEFAULT_HIGH_WATER = 16 * 1024 * 1024
 small enough that thousands of slow peers cannot exhaust memory."""
 
 
-class WritingSide:
+class WritingSide(ChannelSlots):
     """What a channel does to write; ``Channel`` is one, with a reading side."""
 
-    _outbox: Outbox
+    __slots__ = ()
+
+    _outbox: Outbox  # (IDLE_OUTBOX until needed: see _own_outbox())
+    _watcher: Optional[Watcher]
     _high_water: int
     _low_water: Optional[int]  # None: high_water // 4
     _closed: bool
@@ -111,7 +115,7 @@ class WritingSide:
         size = sum(len(view) for view in views)
         if not size:
             return
-        outbox = self._outbox
+        outbox = self._own_outbox()
         if outbox.size + size > self._high_water and (outbox.size or not self._sink_blocks()):
             # The watchers hear when it drained to the low-water mark, or to
             # where this write fits, whichever is lower (never, if it cannot).
@@ -195,7 +199,7 @@ class WritingSide:
             try:
                 self._end_writing()
             except OSError as exc:
-                outbox.fail(exc)
+                self._own_outbox().fail(exc)
                 raise EndpointClosedException(f"{action} {self!r} failed: {exc}") from exc
 
     def _check_can_end_writing(self) -> None:
@@ -235,8 +239,8 @@ class WritingSide:
         when all of it was delivered (or dropped). Whoever adds one delivers
         the queue (flushes as the fd can take data): a blocking sink (see
         ``PipeChannel``) stops blocking writes until it is removed."""
-        outbox = self._outbox
-        was_watched = outbox.watched
+        outbox = self._own_outbox()
+        was_watched = self._output_watched()
         outbox.add_callback(callback)
         if not was_watched:
             self._watched_changed(True)
@@ -244,16 +248,35 @@ class WritingSide:
     def remove_output_callback(self, callback: Callable[[bool], None]) -> None:
         """Forget ``callback``; does nothing if it was not added."""
         outbox = self._outbox
-        was_watched = outbox.watched
+        if outbox is IDLE_OUTBOX:  # (no callback was ever added)
+            return
+        was_watched = self._output_watched()
         outbox.remove_callback(callback)
-        if was_watched and not outbox.watched:
+        if was_watched and not self._output_watched():
             self._watched_changed(False)
 
     def add_drain_callback(self, callback: Callable[[], None]) -> None:
         """Call ``callback()`` when, after a refused ``write()``, the queue
         drained to ``low_water``: the channel is writable again."""
-        self._outbox.add_drain_callback(callback)
+        self._own_outbox().add_drain_callback(callback)
 
     def remove_drain_callback(self, callback: Callable[[], None]) -> None:
         """Forget ``callback``; does nothing if it was not added."""
-        self._outbox.remove_drain_callback(callback)
+        outbox = self._outbox
+        if outbox is not IDLE_OUTBOX:  # (else none was ever added)
+            outbox.remove_drain_callback(callback)
+
+    def _own_outbox(self) -> Outbox:
+        """The channel's own outbox, made now if it still has the shared idle
+        one (whatever would change an outbox asks for it this way)."""
+        outbox = self._outbox
+        if outbox is IDLE_OUTBOX:
+            outbox = Outbox(self._watcher)
+            # (one store after the call: a raise before it leaves the idle one)
+            self._outbox = outbox
+        return outbox
+
+    def _output_watched(self) -> bool:
+        """True while someone will deliver the queue: a watcher, or an output
+        callback."""
+        return self._watcher is not None or self._outbox.watched

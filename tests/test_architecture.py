@@ -20,6 +20,7 @@ LAYERS = [
     "_protocols",
     "_framers",
     "buffering",
+    "_slots",
     "_outbox",
     "_writing",
     "_reading",

@@ -1,0 +1,117 @@
+"""What an idle channel keeps: slots and shared, empty state (issue #14's
+memory per idle channel), and that sharing never leaks between channels."""
+
+import gc
+import os
+import socket
+import weakref
+from typing import Iterator, List
+
+import pytest
+
+from channels import EndpointClosedException, PipeChannel, Poller, SocketChannel
+from channels._outbox import IDLE_OUTBOX
+from channels.testing import TestChannel
+
+from .conftest import poll_until
+
+
+@pytest.fixture
+def pair() -> Iterator[List[socket.socket]]:
+    socks = list(socket.socketpair())
+    yield socks
+    for sock in socks:
+        sock.close()
+
+
+def test_a_channel_has_no_dict_until_the_application_sets_an_attribute(
+    pair: List[socket.socket],
+) -> None:
+    """Slots: no dict per channel; but a 0.2 application may still hang its
+    own attributes on a channel, and take weak references to it."""
+    read_fd, write_fd = os.pipe()
+    os.close(read_fd)
+    for channel in (SocketChannel(pair[0], buffering="line"), PipeChannel(sink=write_fd)):
+        assert not any(isinstance(ref, dict) for ref in gc.get_referents(channel))
+        channel.name = "worker-1"  # type: ignore[union-attr]
+        assert channel.name == "worker-1"  # type: ignore[union-attr]
+        assert weakref.ref(channel)() is channel
+        channel.close()
+
+
+def test_the_idle_outbox_is_shared_and_never_changes(poller: Poller) -> None:
+    """A channel that never queued output keeps the shared idle outbox
+    through everything that changes nothing (a flush, removing callbacks it
+    never had, being watched and let go, a close); the shared one stays
+    empty. Writing it is refused outright."""
+    channel = TestChannel(buffering="line")
+    poller.register(channel)
+    assert channel.flush(0)
+    channel.remove_output_callback(print)
+    channel.remove_drain_callback(print)
+    poller.unregister(channel)
+    poller.register(channel)
+    channel.put(b"line\n")
+    assert poll_until(poller, bool) == [(b"line\n", channel)]
+    channel.close()
+    assert poll_until(poller, bool) == [(b"", channel)]
+    assert channel._outbox is IDLE_OUTBOX
+    assert (IDLE_OUTBOX.size, IDLE_OUTBOX.accepted, IDLE_OUTBOX.undelivered) == (0, 0, 0)
+    assert IDLE_OUTBOX.failure is None and IDLE_OUTBOX.watcher is None
+    assert not IDLE_OUTBOX.watched
+    with pytest.raises(AssertionError, match="idle outbox"):
+        IDLE_OUTBOX.size = 1
+
+
+def test_each_change_gets_the_channel_its_own_outbox(poller: Poller) -> None:
+    """A write, an output or drain callback, and a broken connection each
+    give the channel an outbox of its own (the watcher goes with it): what
+    one channel queued or lost is never another's."""
+    writer, listener, drained, broken = (TestChannel() for _ in range(4))
+    poller.register(writer)
+    writer.throttle_writes(0, 0)
+    writer.write(b"queued")
+    assert poller._registry.find(writer).writing  # type: ignore[union-attr]
+    assert writer._outbox.watcher is writer.watcher is not None
+    heard: List[bool] = []
+    listener.add_output_callback(heard.append)
+    listener.throttle_writes(0, 0)
+    listener.write(b"x")
+    assert heard == [True]
+    drained.add_drain_callback(print)
+    broken.reset_peer()
+    with pytest.raises(EndpointClosedException):
+        broken.read()
+    for channel in (writer, listener, drained, broken):
+        assert channel._outbox is not IDLE_OUTBOX
+    assert (writer.write_buffer_size, listener.write_buffer_size) == (6, 1)
+    assert drained.write_buffer_size == broken.write_buffer_size == 0
+    assert IDLE_OUTBOX.size == 0 and not IDLE_OUTBOX.watched
+    listener.remove_output_callback(heard.append)
+    for channel in (writer, listener, drained, broken):
+        channel.abort()
+    assert writer.undelivered == 6 and listener.undelivered == 1
+    assert IDLE_OUTBOX.undelivered == 0
+
+
+def test_a_failed_end_of_writing_on_an_idle_channel_is_its_own(
+    pair: List[socket.socket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """write_eof() with nothing ever queued, whose shutdown fails: the
+    failure is the channel's (its next write says so), not every idle one's."""
+    channel = SocketChannel(pair[0])
+    other = SocketChannel(pair[1])
+
+    def refused() -> None:
+        raise ConnectionResetError(104, "reset by the test")
+
+    monkeypatch.setattr(channel, "_end_writing", refused)
+    with pytest.raises(EndpointClosedException, match="reset by the test"):
+        channel.write_eof()
+    with pytest.raises(EndpointClosedException, match="reset by the test"):
+        channel.write(b"more")
+    other.write(b"fine")
+    assert pair[0].recv(10) == b"fine"
+    assert IDLE_OUTBOX.failure is None
+    channel.close()
+    other.close()
