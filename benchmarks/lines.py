@@ -280,15 +280,18 @@ def consume_asyncio_protocol(fd: int, kind: str, count: int, uv: bool = False) -
     return state.get("result") or {"lines": 0, "bytes": 0, "first": "", "last": "", "seconds": 1}  # type: ignore[return-value]
 
 
-def consume_twisted(fd: int, kind: str, count: int) -> Result:
-    """Twisted: LineOnlyReceiver.lineReceived() per line (the default reactor: epoll)."""
+def consume_twisted(fd: int, kind: str, count: int, only: bool = True) -> Result:
+    """Twisted: lineReceived() per line (the default reactor: epoll), with
+    LineOnlyReceiver (one split per read) or, not ``only``, LineReceiver (the
+    class most Twisted line protocols use: one split per line, and it can
+    switch to raw data)."""
     from twisted.internet import reactor, stdio
     from twisted.internet.protocol import Factory
-    from twisted.protocols.basic import LineOnlyReceiver
+    from twisted.protocols.basic import LineOnlyReceiver, LineReceiver
 
     state: Dict[str, object] = {}
 
-    class Lines(LineOnlyReceiver):
+    class Lines(LineOnlyReceiver if only else LineReceiver):  # type: ignore[misc]
         delimiter = b"\n"
         MAX_LENGTH = 2**20
         n = nbytes = 0
@@ -356,6 +359,7 @@ CONSUMERS: Dict[str, Callable[[int, str, int], Result]] = {
     "uvloop-streams": lambda fd, kind, count: consume_asyncio_streams(fd, kind, count, uv=True),
     "uvloop-protocol": lambda fd, kind, count: consume_asyncio_protocol(fd, kind, count, uv=True),
     "twisted": consume_twisted,
+    "twisted-linereceiver": lambda fd, kind, count: consume_twisted(fd, kind, count, only=False),
     "tornado": consume_tornado,
 }
 
@@ -369,6 +373,7 @@ NEEDS: Dict[str, Optional[str]] = {
     "uvloop-streams": "uvloop",
     "uvloop-protocol": "uvloop",
     "twisted": "twisted",
+    "twisted-linereceiver": "twisted",
     "tornado": "tornado",
 }
 

@@ -115,7 +115,9 @@ class WritingSide(ChannelSlots):
         size = sum(len(view) for view in views)
         if not size:
             return
-        outbox = self._own_outbox()
+        outbox = self._outbox
+        if outbox is IDLE_OUTBOX:  # (no call per write once it has its own)
+            outbox = self._own_outbox()
         if outbox.size + size > self._high_water and (outbox.size or not self._sink_blocks()):
             # The watchers hear when it drained to the low-water mark, or to
             # where this write fits, whichever is lower (never, if it cannot).
