@@ -58,8 +58,6 @@ class Channel(ReadingSide, WritingSide, abc.ABC):
     bounds how long ``close()`` waits for a reader that makes no progress.
     """
 
-    __slots__ = ()  # (see ChannelSlots)
-
     _background_close: ClassVar[bool] = True
     """False for a subclass with its own ``close()``: it releases its fds
     right after ``super().close()``, so that must not return before the

@@ -15,7 +15,6 @@ from typing import Any, ClassVar, List, Optional, Tuple
 from ._errors import EndpointClosedException, LineTooLong
 from ._framers import Intake, Out, intake
 from ._protocols import AGAIN, DRAINED, MORE
-from ._slots import ChannelSlots
 from .buffering import Buffering
 
 __all__ = ["MAX_READ_PER_CALL", "NOTHING_HELD", "READ_SIZE", "UNREAD", "ReadingSide"]
@@ -58,10 +57,8 @@ UNREAD: Intake = _Unread()
 """The framer of every channel nothing was read into yet."""
 
 
-class ReadingSide(ChannelSlots):
+class ReadingSide:
     """What a channel does to read; ``Channel`` is one, with a writing side."""
-
-    __slots__ = ()
 
     _short_read_drains: ClassVar[bool] = False
     """True when a read that got less than it asked for had all there was (a

@@ -15,7 +15,6 @@ from ._errors import EndpointClosedException
 from ._fds import fd_ready
 from ._outbox import IDLE_OUTBOX, Outbox, as_views
 from ._protocols import BytesLike, Watcher
-from ._slots import ChannelSlots
 
 __all__ = ["DEFAULT_HIGH_WATER", "WritingSide"]
 
@@ -25,10 +24,8 @@ DEFAULT_HIGH_WATER = 16 * 1024 * 1024
 small enough that thousands of slow peers cannot exhaust memory."""
 
 
-class WritingSide(ChannelSlots):
+class WritingSide:
     """What a channel does to write; ``Channel`` is one, with a reading side."""
-
-    __slots__ = ()
 
     _outbox: Outbox  # (IDLE_OUTBOX until needed: see _own_outbox())
     _watcher: Optional[Watcher]

@@ -119,18 +119,6 @@ class PipeChannel(Channel):
     the sink has room for them; the rest is queued. (POSIX only.)
     """
 
-    __slots__ = (
-        "_can_read",
-        "_can_write",
-        "_faucet",
-        "_faucet_was_blocking",
-        "_open",
-        "_shared",
-        "_sink",
-        "_sink_blocking",
-        "_sink_was_blocking",
-    )
-
     _short_read_drains = True  # a pipe's short read means it is empty
 
     def __init__(
@@ -332,8 +320,6 @@ class SocketChannel(Channel):
     The socket is made non-blocking; what it does not take at once is queued
     (see ``Channel.write``). The channel owns the socket and closes it.
     """
-
-    __slots__ = ("_peer", "_sock")
 
     _short_read_drains = True  # a stream socket's short read means it is empty
     _reading_breaks_writing = True  # a read error: the connection is gone

@@ -20,7 +20,6 @@ LAYERS = [
     "_protocols",
     "_framers",
     "buffering",
-    "_slots",
     "_outbox",
     "_writing",
     "_reading",

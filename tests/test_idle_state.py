@@ -1,7 +1,8 @@
-"""What an idle channel keeps: slots and shared, empty state (issue #14's
-memory per idle channel), and that sharing never leaks between channels."""
+"""What an idle channel keeps: shared, empty state (issue #14's memory per
+idle channel), and that sharing never leaks between channels; and the
+channel classes' open layout, kept for 0.2 applications."""
 
-import gc
+import io
 import os
 import socket
 import weakref
@@ -24,19 +25,48 @@ def pair() -> Iterator[List[socket.socket]]:
         sock.close()
 
 
-def test_a_channel_has_no_dict_until_the_application_sets_an_attribute(
-    pair: List[socket.socket],
-) -> None:
-    """Slots: no dict per channel; but a 0.2 application may still hang its
-    own attributes on a channel, and take weak references to it."""
+class _Tagged:
+    """A user's mixin with slots of its own."""
+
+    __slots__ = ("tag",)
+
+
+def test_channel_classes_keep_an_open_layout_as_in_0_2(pair: List[socket.socket]) -> None:
+    """No slots on the channel classes (a decision: they would save 16-72 B
+    per channel): a 0.2 class that combines a channel class with a base of
+    its own layout (a C type such as ``io.RawIOBase``, a slotted mixin) can
+    still be made, and an application may hang its own attributes on a
+    channel and take weak references to it."""
+
+    class RawSocketChannel(SocketChannel, io.RawIOBase):
+        pass
+
+    class TaggedPipeChannel(_Tagged, PipeChannel):
+        pass
+
     read_fd, write_fd = os.pipe()
     os.close(read_fd)
-    for channel in (SocketChannel(pair[0], buffering="line"), PipeChannel(sink=write_fd)):
-        assert not any(isinstance(ref, dict) for ref in gc.get_referents(channel))
+    tagged = TaggedPipeChannel(sink=write_fd)
+    tagged.tag = "worker-1"
+    raw = RawSocketChannel(pair[0], buffering="line")
+    pair[1].sendall(b"line\n")
+    assert poll_until_read(raw) == b"line\n"
+    plain_pair = socket.socketpair()
+    plain_pair[1].close()
+    for channel in (raw, tagged, SocketChannel(plain_pair[0])):
         channel.name = "worker-1"  # type: ignore[union-attr]
         assert channel.name == "worker-1"  # type: ignore[union-attr]
         assert weakref.ref(channel)() is channel
         channel.close()
+    assert tagged.tag == "worker-1"
+
+
+def poll_until_read(channel: SocketChannel) -> bytes:
+    with Poller() as poller:
+        poller.register(channel)
+        got = poll_until(poller, bool)
+        poller.unregister(channel)
+    return got[0][0]
 
 
 def test_the_idle_outbox_is_shared_and_never_changes(poller: Poller) -> None:
