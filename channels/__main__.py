@@ -111,6 +111,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # (False for NaN too)
+        raise argparse.ArgumentTypeError(f"{text!r}: 0 or more seconds are needed")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="channels",
@@ -167,6 +177,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=64 * 1024,
         metavar="N",
         help="disconnect a client whose line passes N bytes (default 65536)",
+    )
+    serve.add_argument(
+        "--linger",
+        type=_seconds,
+        default=2.0,
+        metavar="S",
+        help="give a closing client that takes none of its queued lines S seconds"
+        " before they are dropped (default 2)",
     )
     return parser
 
@@ -429,7 +447,7 @@ def run_serve(args: argparse.Namespace) -> int:
             try:
                 poller.add_server(server)
                 _LOGGER.info("listening on %s", str(args.address))
-                _serve(poller, args.echo, stopping)
+                _serve(poller, args.echo, args.linger, stopping)
             finally:
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
@@ -442,12 +460,12 @@ def run_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _serve(poller: Poller, echo: bool, stopping: List[int]) -> None:
+def _serve(poller: Poller, echo: bool, linger: float, stopping: List[int]) -> None:
     clients: Dict[int, SocketChannel] = {}
     while not stopping:
         for event in poller.poll_events():
             if isinstance(event, ClientAccepted):
-                event.channel.linger = 2.0
+                event.channel.linger = linger
                 clients[id(event.channel)] = event.channel
                 _LOGGER.info("%s connected", event.channel.peer)
             elif isinstance(event, ChannelClosed):
@@ -463,7 +481,7 @@ def _serve(poller: Poller, echo: bool, stopping: List[int]) -> None:
                 others = [c for c in clients.values() if c is not event.channel]
                 _deliver(poller, clients, event.channel, others, event.data)
     # Leaving the Poller's block closes every client: queued lines are
-    # delivered to all of them at once, each within its 2 s linger.
+    # delivered to all of them at once, each within its linger.
 
 
 def _deliver(

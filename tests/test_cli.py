@@ -258,6 +258,29 @@ def test_an_overlong_line_disconnects_only_that_client(tcp_address: str) -> None
         assert server.stop() == 0
 
 
+@pytest.mark.parametrize("linger", ["0.2", "0"])
+def test_linger_is_how_long_a_closing_client_may_take_nothing(
+    tcp_address: str, linger: str
+) -> None:
+    """A client that never reads its echoes and half-closes: the hub gives
+    it ``--linger`` seconds, then drops what is queued and says so."""
+    server = Server(tcp_address, "--echo", "--linger", linger)
+    host, port = tcp_address.split(":")
+    client = socket.create_connection((host, int(port)))
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    try:
+        client.settimeout(40)  # (a slow interpreter under load: the hub reads 12 MB)
+        for _ in range(12_000):  # 12 MB of echoes it never reads: past the buffers
+            client.sendall(b"z" * 999 + b"\n")
+        client.shutdown(socket.SHUT_WR)
+        server.wait_log(b"queued bytes dropped")
+        dropped = [line for line in server.log if b"queued bytes dropped" in line]
+        assert f"({float(linger):.1f} s)".encode() in dropped[0], dropped
+    finally:
+        client.close()
+        assert server.stop() == 0
+
+
 # -- errors ---------------------------------------------------------------------
 
 
@@ -271,6 +294,9 @@ def test_an_overlong_line_disconnects_only_that_client(tcp_address: str) -> None
         ["serve", "host:port"],
         ["serve", "127.0.0.1:7000", "--echo", "--broadcast"],
         ["serve", "127.0.0.1:7000", "--max-line", "0"],
+        ["serve", "127.0.0.1:7000", "--linger", "-1"],
+        ["serve", "127.0.0.1:7000", "--linger", "nan"],
+        ["serve", "127.0.0.1:7000", "--linger", "soon"],
         ["connect", "127.0.0.1:7000", "--timeout", "soon"],
         [],
         ["frobnicate"],

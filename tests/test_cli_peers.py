@@ -21,6 +21,7 @@ from typing import Iterator, List, Tuple
 import pytest
 
 from .conftest import DEADLINE, WINDOWS, posix_only
+from .test_cli import Server
 
 pytestmark = [posix_only, pytest.mark.timeout(60)]
 
@@ -352,15 +353,13 @@ def test_nc_as_a_client_of_the_echo_server(peers: List["subprocess.Popen[bytes]"
 
 
 @needs_nc
-def test_the_hub_never_stalls_on_a_closing_client(peers: List["subprocess.Popen[bytes]"]) -> None:
+def test_the_hub_never_stalls_on_a_closing_client() -> None:
     """A client that sends a lot, never reads and half-closes: the hub closes
-    it in the background (its 2 s linger), and serves everyone meanwhile."""
+    it in the background, giving it its linger (60 s here) to take its
+    echoes, and serves everyone meanwhile: nc's line comes back long before
+    that linger could have run out."""
     port = _free_port()
-    server = subprocess.Popen(
-        [*CLI, "serve", f"127.0.0.1:{port}", "--echo"], stderr=subprocess.PIPE, cwd=ROOT
-    )
-    peers.append(server)
-    _wait_listening(port, server)
+    server = Server(f"127.0.0.1:{port}", "--echo", "--linger", "60")
     rude = socket.create_connection(("127.0.0.1", port))
     rude.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     try:
@@ -370,11 +369,10 @@ def test_the_hub_never_stalls_on_a_closing_client(peers: List["subprocess.Popen[
             try:
                 rude.sendall(flood)
             except TimeoutError:  # (what the hub said, for whoever debugs this)
-                server.terminate()
-                _, err = server.communicate(timeout=DEADLINE)
-                pytest.fail(f"the hub stopped reading after {sent} KB: {err.decode()[-3000:]}")
+                server.stop()
+                pytest.fail(f"the hub stopped reading after {sent} KB: {server.log}")
         rude.shutdown(socket.SHUT_WR)
-        time.sleep(0.2)  # (let the hub see the half-close: pacing, not a result)
+        server.wait_log(b"disconnected")  # it saw the half-close: the close is under way
         started = time.monotonic()
         assert NC is not None
         done = subprocess.run(
@@ -386,12 +384,11 @@ def test_the_hub_never_stalls_on_a_closing_client(peers: List["subprocess.Popen[
         )
         took = time.monotonic() - started
         assert done.stdout == b"hello\n"
-        assert took < 1.5, f"{took:.2f} s: the hub waited for the closing client"
+        assert took < 30, f"{took:.2f} s: the hub waited for the closing client"
     finally:
         rude.close()
-    server.terminate()
-    _, err = server.communicate(timeout=DEADLINE)
-    assert b"Traceback" not in err
+        assert server.stop() == 0
+    assert not any(b"Traceback" in line for line in server.log), server.log
 
 
 def _greeting_server(port_holder: List[int]) -> threading.Thread:
