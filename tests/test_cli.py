@@ -267,9 +267,11 @@ def test_linger_is_how_long_a_closing_client_may_take_nothing(
     server = Server(tcp_address, "--echo", "--linger", linger)
     host, port = tcp_address.split(":")
     client = socket.create_connection((host, int(port)))
-    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    # (not below loopback's 64 KiB segments: the kernel would drop them, and
+    # its retransmission back-off stalls both directions for seconds)
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 * 1024)
     try:
-        client.settimeout(40)  # (a slow interpreter under load: the hub reads 12 MB)
+        client.settimeout(DEADLINE)
         for _ in range(12_000):  # 12 MB of echoes it never reads: past the buffers
             client.sendall(b"z" * 999 + b"\n")
         client.shutdown(socket.SHUT_WR)

@@ -361,10 +361,12 @@ def test_the_hub_never_stalls_on_a_closing_client() -> None:
     port = _free_port()
     server = Server(f"127.0.0.1:{port}", "--echo", "--linger", "60")
     rude = socket.create_connection(("127.0.0.1", port))
-    rude.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    # (not below loopback's 64 KiB segments: the kernel would drop them, and
+    # its retransmission back-off stalls both directions for seconds)
+    rude.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 * 1024)
     try:
         flood = b"y" * 1000 + b"\n"
-        rude.settimeout(40)  # (a slow interpreter under load: the hub reads 10 MB)
+        rude.settimeout(DEADLINE)
         for sent in range(10_000):  # 10 MB of echoes it never reads: past the buffers
             try:
                 rude.sendall(flood)
