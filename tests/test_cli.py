@@ -260,20 +260,24 @@ def test_an_overlong_line_disconnects_only_that_client(tcp_address: str) -> None
 
 @pytest.mark.parametrize("linger", ["0.2", "0"])
 def test_linger_is_how_long_a_closing_client_may_take_nothing(
-    tcp_address: str, linger: str
+    unix_address: str, linger: str
 ) -> None:
     """A client that never reads its echoes and half-closes: the hub gives
     it ``--linger`` seconds, then drops what is queued and says so."""
-    server = Server(tcp_address, "--echo", "--linger", linger)
-    host, port = tcp_address.split(":")
-    client = socket.create_connection((host, int(port)))
-    # (not below loopback's 64 KiB segments: the kernel would drop them, and
-    # its retransmission back-off stalls both directions for seconds)
-    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 * 1024)
+    # (a Unix socket: over TCP a receiver that stops reading brings in zero
+    # windows, loss probes and retransmission back-off, which stalled this
+    # client's own sending for seconds on a loaded CI machine)
+    server = Server(unix_address, "--echo", "--linger", linger)
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
+        client.connect(unix_address[len("unix:") :])
         client.settimeout(DEADLINE)
-        for _ in range(12_000):  # 12 MB of echoes it never reads: past the buffers
-            client.sendall(b"z" * 999 + b"\n")
+        for sent in range(12_000):  # 12 MB of echoes it never reads: past the buffers
+            try:
+                client.sendall(b"z" * 999 + b"\n")
+            except socket.timeout:  # (what the hub said, for whoever debugs this)
+                server.stop()
+                pytest.fail(f"the hub stopped reading after {sent} KB: {server.log}")
         client.shutdown(socket.SHUT_WR)
         server.wait_log(b"queued bytes dropped")
         dropped = [line for line in server.log if b"queued bytes dropped" in line]

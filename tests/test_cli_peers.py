@@ -360,17 +360,19 @@ def test_the_hub_never_stalls_on_a_closing_client() -> None:
     that linger could have run out."""
     port = _free_port()
     server = Server(f"127.0.0.1:{port}", "--echo", "--linger", "60")
-    rude = socket.create_connection(("127.0.0.1", port))
-    # (not below loopback's 64 KiB segments: the kernel would drop them, and
+    rude = socket.socket()
+    # (set before connecting, so the window it offers never outgrows it, and
+    # not below loopback's 64 KiB segments: the kernel would drop them, and
     # its retransmission back-off stalls both directions for seconds)
     rude.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 * 1024)
+    rude.connect(("127.0.0.1", port))
     try:
         flood = b"y" * 1000 + b"\n"
         rude.settimeout(DEADLINE)
         for sent in range(10_000):  # 10 MB of echoes it never reads: past the buffers
             try:
                 rude.sendall(flood)
-            except TimeoutError:  # (what the hub said, for whoever debugs this)
+            except socket.timeout:  # (what the hub said, for whoever debugs this)
                 server.stop()
                 pytest.fail(f"the hub stopped reading after {sent} KB: {server.log}")
         rude.shutdown(socket.SHUT_WR)
