@@ -24,6 +24,7 @@ from ._fds import current_pid
 from ._framers import intake
 from ._outbox import IDLE_OUTBOX, deliver, without
 from ._protocols import Watcher
+from ._rare import RareField, RareState, idle_state
 from ._reading import MAX_READ_PER_CALL, NOTHING_HELD, READ_SIZE, UNREAD, ReadingSide
 from ._writing import DEFAULT_HIGH_WATER, WritingSide
 from .buffering import BUILT_IN, BufferingArg, as_buffering
@@ -63,6 +64,13 @@ class Channel(ReadingSide, WritingSide, abc.ABC):
     right after ``super().close()``, so that must not return before the
     output was delivered."""
 
+    _rare: RareState
+    _linger = RareField[float]()
+    _close_callbacks = RareField[Tuple[Callable[[], None], ...]]()
+    _close_agents = RareField[Tuple[Callable[[], bool], ...]]()
+    _unreleased = RareField[bool]()
+    _pid = RareField[int]()
+
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
         if "close" in cls.__dict__:
@@ -83,21 +91,13 @@ class Channel(ReadingSide, WritingSide, abc.ABC):
         self._held: List[Tuple[List[bytes], Any]] = NOTHING_HELD
         self._at = 0
         self._high_water = _checks.whole_number(high_water, "high_water (bytes)", 1)
-        self._low_water: Optional[int] = None
-        self._linger = _checks.seconds(linger, "linger")
+        # (low water, linger, close callbacks and agents, the close's marks,
+        # the pid: shared with other channels until one changes; see _rare)
+        self._rare = idle_state(_checks.seconds(linger, "linger"))
         self._closed = False
         # Why reading ended (peer closed, OS error, closed here); None while open.
         self._end: Optional[str] = None
-        self._end_cause: Optional[BaseException] = None
-        # (tuples, replaced on a change: none while nobody watches)
-        self._close_callbacks: Tuple[Callable[[], None], ...] = ()
-        self._close_agents: Tuple[Callable[[], bool], ...] = ()
         self._watcher: Optional[Watcher] = None  # (told first, see set_watcher())
-        # close() left the rest of the delivery to an agent, which is not done.
-        self._handed_over = False
-        # closed, but a raise came before its fds were released for sure.
-        self._unreleased = False
-        self._pid = current_pid()  # (a forked child's copy must leave the fds alone)
         self._outbox = IDLE_OUTBOX  # (its own from the first write: _own_outbox())
         # write_eof(): 1 once asked for, 2 once the write side was shut.
         self._eof = 0
@@ -119,7 +119,12 @@ class Channel(ReadingSide, WritingSide, abc.ABC):
 
     @linger.setter
     def linger(self, value: float) -> None:
-        self._linger = _checks.seconds(value, "linger")
+        linger = _checks.seconds(value, "linger")
+        state = self._rare
+        if state.shared:  # (still all defaults: the state shared for that linger)
+            self._rare = idle_state(linger, state.pid)
+        else:
+            self._linger = linger
 
     @abc.abstractmethod
     def _read(self) -> bytes:
@@ -127,7 +132,10 @@ class Channel(ReadingSide, WritingSide, abc.ABC):
         ``EndpointClosedException`` at end of stream."""
 
     def _settle_writing(self, cause: Optional[BaseException]) -> Optional[BaseException]:
-        return self._own_outbox().settle_end(cause, self._send_into)
+        # (only a read error changes an outbox with nothing queued: a plain
+        # end leaves a half-closed idle channel the shared one)
+        outbox = self._own_outbox() if isinstance(cause, OSError) else self._outbox
+        return outbox.settle_end(cause, self._send_into)
 
     # -- closing ------------------------------------------------------------
 

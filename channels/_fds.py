@@ -40,7 +40,10 @@ __all__ = [
 _LOGGER = logging.getLogger("channels.channel")
 
 Identity = Optional[int]
-"""What an fd refers to, device and inode; None when it is closed (or on Windows)."""
+"""What an fd refers to, device and inode (hashed); None when it is closed
+(or on Windows)."""
+
+_IDENTITY_BITS = (1 << 60) - 1  # (an int of two 30-bit digits: 32 bytes, not 48)
 
 _pid = os.getpid()
 
@@ -68,8 +71,9 @@ POSIX_SELECT_LIMIT = 1024
 
 
 def identity_of(fd: int) -> Identity:
-    """What the fd refers to (device and inode in one int: one object, not
-    three), to notice it was closed or reused."""
+    """What the fd refers to, to notice it was closed or reused: device and
+    inode hashed into one 60-bit int (one small object per record, not three;
+    two files share one only by a 1 in 2**60 chance)."""
     if sys.platform == "win32":
         return None
     else:  # (an else: for mypy --platform win32)
@@ -79,7 +83,7 @@ def identity_of(fd: int) -> Identity:
             if exc.errno is None:  # a signal handler's: it propagates
                 raise
             return None
-        return info.st_dev << 64 | info.st_ino
+        return hash((info.st_dev, info.st_ino)) & _IDENTITY_BITS
 
 
 def is_always_ready(fd: int) -> bool:

@@ -15,6 +15,7 @@ from typing import Any, ClassVar, List, Optional, Tuple
 from ._errors import EndpointClosedException, LineTooLong
 from ._framers import Intake, Out, intake
 from ._protocols import AGAIN, DRAINED, MORE
+from ._rare import RareField, RareState
 from .buffering import Buffering
 
 __all__ = ["MAX_READ_PER_CALL", "NOTHING_HELD", "READ_SIZE", "UNREAD", "ReadingSide"]
@@ -75,7 +76,8 @@ class ReadingSide:
     _at: int
     # Why reading ended (peer closed, OS error, closed here); None while open.
     _end: Optional[str]
-    _end_cause: Optional[BaseException]
+    _rare: RareState
+    _end_cause = RareField[Optional[BaseException]]()
     _closed: bool
 
     def __init_subclass__(cls, **kwargs: object) -> None:

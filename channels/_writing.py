@@ -15,6 +15,7 @@ from ._errors import EndpointClosedException
 from ._fds import fd_ready
 from ._outbox import IDLE_OUTBOX, Outbox, as_views
 from ._protocols import BytesLike, Watcher
+from ._rare import RareField, RareState
 
 __all__ = ["DEFAULT_HIGH_WATER", "WritingSide"]
 
@@ -30,10 +31,11 @@ class WritingSide:
     _outbox: Outbox  # (IDLE_OUTBOX until needed: see _own_outbox())
     _watcher: Optional[Watcher]
     _high_water: int
-    _low_water: Optional[int]  # None: high_water // 4
+    _rare: RareState
+    _low_water = RareField[Optional[int]]()  # None: high_water // 4
     _closed: bool
     # close() left the delivery of the queue to an agent (flush() still works).
-    _handed_over: bool
+    _handed_over = RareField[bool]()
     # write_eof(): 1 once asked for, 2 once the write side was shut.
     _eof: int
 

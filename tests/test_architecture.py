@@ -18,6 +18,7 @@ LAYERS = [
     "_checks",
     "_fds",
     "_protocols",
+    "_rare",
     "_framers",
     "buffering",
     "_outbox",

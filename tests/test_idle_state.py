@@ -12,6 +12,7 @@ import pytest
 
 from channels import EndpointClosedException, PipeChannel, Poller, SocketChannel
 from channels._outbox import IDLE_OUTBOX
+from channels._rare import idle_state
 from channels.testing import TestChannel
 
 from .conftest import poll_until
@@ -145,3 +146,79 @@ def test_a_failed_end_of_writing_on_an_idle_channel_is_its_own(
     assert IDLE_OUTBOX.failure is None
     channel.close()
     other.close()
+
+
+def test_a_plain_end_of_reading_keeps_the_idle_outbox(pair: List[socket.socket]) -> None:
+    """The peer half-closes a channel that never wrote: it keeps the shared
+    outbox (only a read error changes one), and can still write after."""
+    channel = SocketChannel(pair[0], buffering="line")
+    pair[1].shutdown(socket.SHUT_WR)
+    with pytest.raises(EndpointClosedException):
+        _read_to_the_end(channel)
+    assert channel._outbox is IDLE_OUTBOX
+    channel.write(b"after\n")
+    assert channel._outbox is not IDLE_OUTBOX
+    assert pair[1].recv(10) == b"after\n"
+    channel.close()
+
+
+def _read_to_the_end(channel: SocketChannel) -> None:
+    with Poller() as poller:
+        poller.register(channel)
+        assert poll_until(poller, bool) == [(b"", channel)]
+        poller.unregister(channel)
+    channel.read()
+
+
+def test_seldom_changed_state_is_shared_until_a_channel_changes_it(
+    pair: List[socket.socket],
+) -> None:
+    """Linger, low water, close callbacks and agents, the creator's pid:
+    channels that changed none share one read-only state (those that only
+    set a linger share the one for it); each change is that channel's."""
+    first, second, third = (TestChannel() for _ in range(3))
+    assert first._rare is second._rare is idle_state(first.linger)
+    assert first._rare.shared and first._rare.pid == os.getpid()
+    first.linger = 0.5
+    second.linger = 0.5
+    assert first._rare is second._rare is idle_state(0.5) is not third._rare
+    assert (first.linger, third.linger) == (0.5, 5.0)
+    first.low_water = 10
+    second.add_close_callback(print)
+    for changed in (first, second):
+        assert not changed._rare.shared and changed._rare is not idle_state(0.5)
+    assert (first.low_water, second.low_water) == (10, second.high_water // 4)
+    assert second._rare.close_callbacks == (print,) and first._rare.close_callbacks == ()
+    first.linger = 2.0
+    assert (first.linger, second.linger, first.low_water) == (2.0, 0.5, 10)
+    assert not first._rare.shared
+    for state in (idle_state(0.5), idle_state(5.0)):
+        assert state.low_water is None and state.close_callbacks == () and state.linger in (0.5, 5.0)
+    second.remove_close_callback(print)
+    for channel in (first, second, third):
+        channel.close()
+    assert idle_state(5.0).unreleased is idle_state(5.0).handed_over is False
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork() here")
+def test_a_channel_made_in_a_forked_child_is_the_childs(pair: List[socket.socket]) -> None:
+    """The shared state holds the creator's pid: a channel the child makes
+    after fork() is its own (its close releases its fds), one it inherited
+    is not (its close leaves the parent's fds alone)."""
+    inherited = SocketChannel(pair[0])
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (the child reports through its exit code)
+        code = 1
+        try:
+            mine = SocketChannel(socket.socket(fileno=os.dup(pair[1].fileno())))
+            ok = not mine._inherited() and inherited._inherited()
+            ok = ok and mine._rare.pid == os.getpid() != inherited._rare.pid
+            mine.close()
+            ok = ok and mine.sock.fileno() == -1
+            code = 0 if ok else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    assert not inherited._inherited()
+    inherited.close()

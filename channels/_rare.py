@@ -1,0 +1,115 @@
+"""What a channel seldom changes, kept out of every idle channel.
+
+A channel's creator process, its linger, its low-water mark, its close
+callbacks and agents, and the marks of a close under way: most channels
+never change them from the defaults, so all such channels share one
+read-only ``RareState`` (one per process: the creator's pid is in it). The
+first change gives the channel a copy of its own. Each is read and written
+as a plain attribute of the channel through a ``RareField``, so the code
+that uses them does not know where they live (memory per idle channel:
+each of these attributes would cost every channel 8 bytes or more).
+"""
+
+from typing import Callable, Dict, Generic, Optional, Protocol, Tuple, TypeVar, cast, overload
+
+from ._fds import current_pid
+
+__all__ = ["HasRareState", "RareField", "RareState", "idle_state"]
+
+T = TypeVar("T")
+
+
+class RareState:
+    """The seldom changed state of a channel (``shared``: of many, read-only)."""
+
+    __slots__ = (
+        "close_agents",
+        "close_callbacks",
+        "end_cause",
+        "handed_over",
+        "linger",
+        "low_water",
+        "pid",
+        "shared",
+        "unreleased",
+    )
+
+    def __init__(self, pid: int, linger: float, shared: bool) -> None:
+        self.pid = pid
+        """The process that made the channel (a forked child's copy leaves the fds alone)."""
+        self.linger = linger
+        self.low_water: Optional[int] = None
+        # (tuples, replaced on a change: none while nobody watches)
+        self.close_callbacks: Tuple[Callable[[], None], ...] = ()
+        self.close_agents: Tuple[Callable[[], bool], ...] = ()
+        self.end_cause: Optional[BaseException] = None
+        """What ended reading, if an error did."""
+        self.handed_over = False
+        """``close()`` left the rest of the delivery to an agent, which is not done."""
+        self.unreleased = False
+        """Closed, but a raise came before its fds were released for sure."""
+        self.shared = shared
+
+    def own_copy(self) -> "RareState":
+        """A copy for one channel, to change."""
+        copy = RareState(self.pid, self.linger, False)
+        copy.low_water = self.low_water
+        copy.close_callbacks = self.close_callbacks
+        copy.close_agents = self.close_agents
+        copy.end_cause = self.end_cause
+        copy.handed_over = self.handed_over
+        copy.unreleased = self.unreleased
+        return copy
+
+
+_IDLE: Dict[Tuple[int, float], RareState] = {}
+
+
+def idle_state(linger: float, pid: Optional[int] = None) -> RareState:
+    """The shared state of channels that changed nothing but their linger
+    (the default one, or one an application gives all its channels), made
+    by this process (or ``pid``)."""
+    key = (current_pid() if pid is None else pid, linger)
+    state = _IDLE.get(key)
+    if state is None:
+        if len(_IDLE) >= 16:  # (linger values by the thousand: no sharing for them)
+            return RareState(key[0], linger, False)
+        state = _IDLE[key] = RareState(key[0], linger, True)
+    return state
+
+
+class HasRareState(Protocol):
+    """A channel: it keeps its ``RareState`` in ``_rare``."""
+
+    _rare: RareState
+
+
+class RareField(Generic[T]):
+    """A channel attribute kept in its ``RareState`` (``_name`` there: ``name``)."""
+
+    def __init__(self) -> None:
+        self._name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name.lstrip("_")
+
+    @overload
+    def __get__(self, channel: None, owner: type) -> "RareField[T]": ...
+
+    @overload
+    def __get__(self, channel: HasRareState, owner: type) -> T: ...
+
+    def __get__(
+        self, channel: Optional[HasRareState], owner: type
+    ) -> "RareField[T] | T":  # (a string: 3.9 reads no | at run time)
+        if channel is None:
+            return self
+        return cast(T, getattr(channel._rare, self._name))
+
+    def __set__(self, channel: HasRareState, value: T) -> None:
+        state = channel._rare
+        if state.shared:
+            if getattr(state, self._name) is value:
+                return  # (the same again: nothing to copy)
+            state = channel._rare = state.own_copy()
+        setattr(state, self._name, value)
