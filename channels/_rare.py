@@ -14,7 +14,7 @@ from typing import Callable, Dict, Generic, Optional, Protocol, Tuple, TypeVar, 
 
 from ._fds import current_pid
 
-__all__ = ["HasRareState", "RareField", "RareState", "idle_state"]
+__all__ = ["HasRare", "RareField", "RareState", "Shareable", "idle_state"]
 
 T = TypeVar("T")
 
@@ -78,14 +78,27 @@ def idle_state(linger: float, pid: Optional[int] = None) -> RareState:
     return state
 
 
-class HasRareState(Protocol):
-    """A channel: it keeps its ``RareState`` in ``_rare``."""
+class Shareable(Protocol):
+    """A ``RareState`` or the like: shared by many (read-only), or one's own."""
 
-    _rare: RareState
+    shared: bool
+
+    def own_copy(self) -> "Shareable":
+        """A copy for one holder, to change."""
+        ...
+
+
+class HasRare(Protocol):
+    """A holder of a ``Shareable`` in ``_rare``: a channel, a Poller's record."""
+
+    @property
+    def _rare(self) -> Shareable: ...
 
 
 class RareField(Generic[T]):
-    """A channel attribute kept in its ``RareState`` (``_name`` there: ``name``)."""
+    """An attribute kept in its holder's ``_rare`` (a ``Shareable``; under
+    its name without the leading underscore): read as a plain attribute, and
+    written so, after the holder got a copy of its own if it shared one."""
 
     def __init__(self) -> None:
         self._name = ""
@@ -94,22 +107,22 @@ class RareField(Generic[T]):
         self._name = name.lstrip("_")
 
     @overload
-    def __get__(self, channel: None, owner: type) -> "RareField[T]": ...
+    def __get__(self, holder: None, owner: type) -> "RareField[T]": ...
 
     @overload
-    def __get__(self, channel: HasRareState, owner: type) -> T: ...
+    def __get__(self, holder: HasRare, owner: type) -> T: ...
 
-    def __get__(
-        self, channel: Optional[HasRareState], owner: type
-    ) -> "RareField[T] | T":  # (a string: 3.9 reads no | at run time)
-        if channel is None:
+    def __get__(self, holder: Optional[HasRare], owner: type) -> "RareField[T] | T":
+        # (a string: 3.9 reads no | at run time)
+        if holder is None:
             return self
-        return cast(T, getattr(channel._rare, self._name))
+        return cast(T, getattr(holder._rare, self._name))
 
-    def __set__(self, channel: HasRareState, value: T) -> None:
-        state = channel._rare
+    def __set__(self, holder: HasRare, value: T) -> None:
+        state = holder._rare
         if state.shared:
             if getattr(state, self._name) is value:
                 return  # (the same again: nothing to copy)
-            state = channel._rare = state.own_copy()
+            state = state.own_copy()
+            setattr(holder, "_rare", state)  # noqa: B010 (read-only to the type checker)
         setattr(state, self._name, value)

@@ -4,9 +4,9 @@ A record is the ``data`` of a selector key: ``Watched`` for a channel (and
 ``WriteSide`` for a channel's sink, when that is another fd), ``Server`` for
 a listening socket, ``Wakeup`` for the socketpair ``wakeup()`` writes to.
 ``Shape`` says which optional abilities (``channels._protocols``) a channel's
-class has, worked out once per class; ``Watched`` keeps each ability as a
-typed field, so no code needs ``getattr`` or a cast to use one. The states
-a ``Watched`` goes through are drawn in ``channels._registry``. No IO here.
+class has, worked out once per class; ``Watched`` gives each as a typed
+property, and keeps what few records set in a shared ``SeldomSet``. Its
+states are drawn in ``channels._lifecycle``. No IO here.
 """
 
 import contextlib
@@ -30,6 +30,7 @@ from ._protocols import (
     Lingering,
     QueuedWriter,
 )
+from ._rare import RareField
 
 __all__ = [
     "FramesInto",
@@ -135,29 +136,56 @@ class Owner(Protocol):
         ...
 
 
+class SeldomSet:
+    """What few records set (a pipe's sink, a pause, a file, a close in the
+    background): one read-only instance shared by the others (``channels._rare``)."""
+
+    __slots__ = ("always_readable", "deadline", "paused", "shared", "taken", "write_side")
+
+    def __init__(self, shared: bool) -> None:
+        self.paused = False
+        self.always_readable = False
+        self.deadline = 0.0
+        self.taken = False
+        self.write_side: Optional[WriteSide] = None
+        self.shared = shared
+
+    def own_copy(self) -> "SeldomSet":
+        """A copy for one record, to change."""
+        copy = SeldomSet(False)
+        copy.paused, copy.always_readable = self.paused, self.always_readable
+        copy.deadline, copy.taken, copy.write_side = self.deadline, self.taken, self.write_side
+        return copy
+
+
+_NOTHING_SET = SeldomSet(True)
+
+
 class Watched:
     """A registered channel: the selector's ``data`` and the registry's entry."""
 
     __slots__ = (
         "__weakref__",
-        "always_readable",
+        "_rare",
         "channel",
-        "deadline",
         "fd",
         "identity",
         "key",
         "owner",
-        "paused",
         "ready",
         "server",
         "shape",
         "source",
         "state",
-        "taken",
-        "write_fd",
-        "write_side",
         "writing",
     )
+
+    # Seldom set: kept in a SeldomSet, shared by the records that set none.
+    paused = RareField[bool]()  # pause_reading(): not read till resume_reading()
+    always_readable = RareField[bool]()  # a regular file: read by every poll()
+    deadline = RareField[float]()  # CLOSING, DELIVERING: when to give up on its reader
+    taken = RareField[bool]()  # its close() left the delivery to us: we finish it
+    write_side = RareField[Optional["WriteSide"]]()  # its sink's record, if another fd
 
     def __init__(self, channel: ChannelLike, fd: int, shape: Shape, owner: "Owner") -> None:
         self.channel = channel
@@ -168,16 +196,9 @@ class Watched:
         self.state = State.OPEN
         # OPEN and not paused: what the poll loop tests before reading it.
         self.ready = False
-        # pause_reading(): not read until resume_reading().
-        self.paused = False
-        # A regular file, never selected: read by every poll() while open.
-        self.always_readable = False
         # True while it has queued output: its write fd is watched too.
         self.writing = False
-        # CLOSING, DELIVERING: when to give up on its reader (monotonic seconds).
-        self.deadline = 0.0
-        # Its close() left the delivery to us: we finish it.
-        self.taken = False
+        self._rare = _NOTHING_SET
         # What it is read through (no bound method kept: one per read instead).
         self.source: FramesReader = (
             channel
@@ -186,18 +207,20 @@ class Watched:
         )
         # Its abilities (one object per class: see the properties below).
         self.shape = shape
-        # Watched for writing while output is queued: the same fd (a socket)
-        # or another one (a pipe's sink), which then has a record of its own.
-        self.write_fd = fd
-        self.write_side: Optional[WriteSide] = None
         if self.writer is not None:
             with contextlib.suppress(NotImplementedError):  # it cannot write: no matter
                 write_fd = self.writer.get_write_fd()
-                if write_fd != fd:  # (else the one int object is kept: an fd past 256 is one)
-                    self.write_fd = write_fd
-                    self.write_side = WriteSide(self)
+                if write_fd != fd:
+                    self.write_side = WriteSide(self, write_fd)
         # The server it was accepted from, while it counts against max_clients.
         self.server: Optional[Server] = None
+
+    @property
+    def write_fd(self) -> int:
+        """The fd watched for writing while output is queued: the one it
+        reads (a socket), or its sink's (a pipe's)."""
+        side = self.write_side
+        return self.fd if side is None else side.fd
 
     # The channel as each protocol it implements (None: not that one). The
     # shape vouches for each cast: these are the only ones, and no record
@@ -346,10 +369,11 @@ class FramesInto:
 class WriteSide:
     """A channel's sink fd, when it is not the fd it reads: selector ``data``."""
 
-    __slots__ = ("watched",)
+    __slots__ = ("fd", "watched")
 
-    def __init__(self, watched: Watched) -> None:
+    def __init__(self, watched: Watched, fd: int) -> None:
         self.watched = watched
+        self.fd = fd
 
 
 class Server:

@@ -193,7 +193,7 @@ def test_seldom_changed_state_is_shared_until_a_channel_changes_it(
     assert (first.linger, second.linger, first.low_water) == (2.0, 0.5, 10)
     assert not first._rare.shared
     for state in (idle_state(0.5), idle_state(5.0)):
-        assert state.low_water is None and state.close_callbacks == () and state.linger in (0.5, 5.0)
+        assert state.low_water is None and state.close_callbacks == ()
     second.remove_close_callback(print)
     for channel in (first, second, third):
         channel.close()
@@ -222,3 +222,41 @@ def test_a_channel_made_in_a_forked_child_is_the_childs(pair: List[socket.socket
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
     assert not inherited._inherited()
     inherited.close()
+
+
+def test_what_few_records_set_is_shared_by_the_others(poller: Poller) -> None:
+    """A record keeps a pause, a pipe's sink and a close in the background
+    in a state of its own; the others share one that never changes."""
+    from channels._records import _NOTHING_SET, Watched
+
+    idle, paused, closing = (TestChannel() for _ in range(3))
+    read_fd, write_fd = os.pipe()
+    piped = PipeChannel(faucet=read_fd, sink=os.dup(write_fd))
+    for channel in (idle, paused, closing, piped):
+        poller.register(channel)
+    records = [poller._registry.find(c) for c in (idle, paused, closing, piped)]
+    assert all(isinstance(record, Watched) for record in records)
+    idle_r, paused_r, closing_r, piped_r = records
+    assert idle_r._rare is paused_r._rare is closing_r._rare is _NOTHING_SET  # type: ignore[union-attr]
+    poller.pause_reading(paused)
+    closing.throttle_writes(0, 0)
+    closing.write(b"queued")
+    closing.close()  # (the Poller finishes it: taken, with a deadline)
+    assert piped_r.write_side is not None and piped_r.write_fd != piped_r.fd  # type: ignore[union-attr]
+    assert paused_r.paused and closing_r.taken and closing_r.deadline > 0  # type: ignore[union-attr]
+    for record in (paused_r, closing_r, piped_r):
+        assert record._rare is not _NOTHING_SET  # type: ignore[union-attr]
+    assert idle_r._rare is _NOTHING_SET and not idle_r.paused  # type: ignore[union-attr]
+    assert idle_r.write_fd is idle_r.fd  # type: ignore[union-attr]
+    nothing = _NOTHING_SET
+    assert (nothing.paused, nothing.taken, nothing.deadline, nothing.write_side) == (
+        False,
+        False,
+        0.0,
+        None,
+    )
+    assert not nothing.always_readable
+    poller.resume_reading(paused)
+    os.close(write_fd)
+    for channel in (idle, paused, closing, piped):
+        channel.abort()
