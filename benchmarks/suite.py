@@ -216,12 +216,27 @@ def readsize(results: Dict, repeat: int) -> None:
         results["readsize"][str(size)] = row
 
 
+MEMORY_COUNTS = (4000, 6000, 8000, 10000, 12000)
+"""Registrations per memory measurement: RSS grows in steps (a dict's table
+doubles, glibc keeps or returns a freed one), so one count can read 100 B
+high or low per channel; the median over these is what is reported."""
+
+
 def memory(results: Dict, quick: bool) -> None:
-    count = 2000 if quick else 10000
+    counts = (2000, 4000) if quick else MEMORY_COUNTS
+    results["memory_range"] = {}
     for impl in ("channels", "asyncio-protocol", "asyncio-streams", "selector"):
-        got = run_json([COSTS, "memory", impl, str(count)])["bytes_per_channel"]
-        print(f"  memory {impl:<17} {got:7.0f} bytes per idle channel", flush=True)
-        results["memory"][impl] = got
+        got = [
+            run_json([COSTS, "memory", impl, str(count)])["bytes_per_channel"] for count in counts
+        ]
+        middle = statistics.median(got)
+        print(
+            f"  memory {impl:<17} {middle:7.0f} bytes per idle channel"
+            f" ({min(got):.0f}-{max(got):.0f} over {len(counts)} counts)",
+            flush=True,
+        )
+        results["memory"][impl] = middle
+        results["memory_range"][impl] = [min(got), max(got)]
 
 
 def bulk(results: Dict, quick: bool, repeat: int) -> None:
@@ -280,12 +295,15 @@ def ratio(value: float, floor: Optional[float]) -> str:
 
 
 def memory_table(results: Dict) -> List[str]:
-    rows: Table = [("implementation", "bytes per idle channel")]
+    rows: Table = [("implementation", "bytes per idle channel", "range")]
+    spans = results.get("memory_range", {})
     for impl, value in results["memory"].items():
-        rows.append((impl, f"{value:.0f}"))
+        span = spans.get(impl)
+        rows.append((impl, f"{value:.0f}", f"{span[0]:.0f}-{span[1]:.0f}" if span else "-"))
     title = [
         "Memory (RSS growth) per idle registered connection, over the second half of",
-        "the registrations (what is paid once left out):",
+        "the registrations (what is paid once left out); the median over",
+        f"{', '.join(f'{count:,}' for count in MEMORY_COUNTS)} registrations, and its range:",
     ]
     again = results.get("again", {}).get("memory")
     if again:

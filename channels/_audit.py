@@ -44,8 +44,7 @@ class FdAudit:
     def _check_slice(self) -> None:
         registry = self._registry
         records: List[Union[Watched, Server]] = [
-            *registry.channels.values(),
-            *registry.dormant.values(),  # (half-closed, nothing to deliver: as far as we know)
+            *registry.held.everything(),  # (dormant too: nothing to deliver, as far as we know)
             *registry.servers.values(),
         ]
         if not records:

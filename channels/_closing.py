@@ -220,11 +220,7 @@ def _interrupted(exc: BaseException) -> bool:
 def close_every_channel(registry: Registry) -> List[BaseException]:
     """Deliver every channel's output at once, then close each one; return
     the errors its ``close()`` raised (the others were closed all the same)."""
-    records = [
-        watched
-        for watched in [*registry.channels.values(), *registry.dormant.values()]
-        if watched.state in _CLOSABLE
-    ]
+    records = [watched for watched in registry.held.everything() if watched.state in _CLOSABLE]
     # Closed, by a close() a signal handler's raise cut short before its fds
     # were released: closed again, which finishes (its fds are closed once).
     records += [

@@ -30,7 +30,7 @@ def read_channel(registry: Registry, watched: Watched, budget: int) -> None:
     handler keeps interrupting that, what waits cannot grow without bound."""
     channel = watched.channel
     read_into = watched.source.read_frames_into
-    registry.backlog.add(watched.key)
+    registry.backlog.add(id(channel))
     try:
         while True:
             state = read_into(registry.results, budget)

@@ -170,7 +170,6 @@ class Watched:
         "channel",
         "fd",
         "identity",
-        "key",
         "owner",
         "ready",
         "server",
@@ -190,7 +189,6 @@ class Watched:
     def __init__(self, channel: ChannelLike, fd: int, shape: Shape, owner: "Owner") -> None:
         self.channel = channel
         self.owner = owner
-        self.key = id(channel)
         self.fd = fd
         self.identity = identity_of(fd)
         self.state = State.OPEN
@@ -214,6 +212,12 @@ class Watched:
                     self.write_side = WriteSide(self, write_fd)
         # The server it was accepted from, while it counts against max_clients.
         self.server: Optional[Server] = None
+
+    @property
+    def key(self) -> int:
+        """Its channel's identity: what it is indexed by, where it is (an int
+        made when asked: none is kept per record)."""
+        return id(self.channel)
 
     @property
     def write_fd(self) -> int:

@@ -3,9 +3,8 @@
 It is the only code that calls the selector's ``register``/``modify``/
 ``unregister``: everything else changes a record and calls ``sync()``,
 which makes the selector agree. It keeps one index of the records it holds
-(by channel identity: a closed socket's ``fileno()`` is -1, and epoll
-silently forgets a closed fd, so the fd is no key) and small ones for what
-the next ``poll()`` must do without waiting.
+(``channels._held``) and small ones for what the next ``poll()`` must do
+without waiting.
 
 The lifecycle of a registered channel, and the table every change goes
 through, are in ``channels._lifecycle``. A raise from a signal handler that
@@ -16,39 +15,21 @@ once), as are the selector calls it cut short (``channels._selecting``).
 import logging
 import selectors
 import time
-import weakref
 from typing import Callable, Dict, List, NoReturn, Optional, Set, Tuple
 
 from ._errors import not_from_the_os
 from ._fds import check_select_limit, current_pid, is_always_ready
+from ._held import HeldRecords
 from ._lifecycle import (
-    BROKEN as _BROKEN,
-)
-from ._lifecycle import (
-    CLOSED as _CLOSED,
-)
-from ._lifecycle import (
-    CLOSING as _CLOSING,
-)
-from ._lifecycle import (
-    DELIVERING as _DELIVERING,
-)
-from ._lifecycle import (
-    GONE as _GONE,
-)
-from ._lifecycle import (
-    HALF as _HALF,
-)
-from ._lifecycle import (
-    LOST as _LOST,
-)
-from ._lifecycle import (
-    OPEN as _OPEN,
-)
-from ._lifecycle import (
-    STALE as _STALE,
-)
-from ._lifecycle import (
+    BROKEN,
+    CLOSED,
+    CLOSING,
+    DELIVERING,
+    GONE,
+    HALF,
+    LOST,
+    OPEN,
+    STALE,
     TRANSITIONS,
 )
 from ._outbox import deliver
@@ -71,12 +52,12 @@ __all__ = ["UNFINISHED", "Registry"]
 
 _LOGGER = logging.getLogger("channels.poller")
 
-_PENDING = frozenset({_CLOSED, _LOST, _STALE, _BROKEN})
+_PENDING = frozenset({CLOSED, LOST, STALE, BROKEN})
 UNFINISHED: Set["Registry"] = set()
 """Registries holding a close they took, until it is finished (at exit too)."""
 
-_WRITABLE = frozenset({_OPEN, _HALF, _CLOSING, _DELIVERING})
-_FINISHING = frozenset({_CLOSING, _DELIVERING})
+_WRITABLE = frozenset({OPEN, HALF, CLOSING, DELIVERING})
+_FINISHING = frozenset({CLOSING, DELIVERING})
 
 
 class Registry:
@@ -91,10 +72,8 @@ class Registry:
         self.results: List[Held] = []
         """What the next poll returns; collected here, not in a local list, so
         that what was read before a signal handler raised is not lost."""
-        # Records held, by channel identity: every state but FORGOTTEN and dormant.
-        self.channels: Dict[int, Watched] = {}
-        # Half-closed records with nothing to deliver, kept alive only by their channel.
-        self.dormant: weakref.WeakValueDictionary[int, Watched] = weakref.WeakValueDictionary()
+        # Records held (every state but FORGOTTEN), dormant ones weakly.
+        self.held = HeldRecords()
         # What a raise cut short, finished by the next such call or settle():
         # moves (but those under way, _depth), registrations, selector calls.
         self.moving: Dict[int, Tuple[Watched, State, Optional[CloseReason], str]] = {}
@@ -114,9 +93,7 @@ class Registry:
 
     def find(self, channel: object) -> Optional[Watched]:
         """The live record of ``channel``, held or dormant; None if it has none."""
-        key = id(channel)
-        watched = self.channels.get(key) or self.dormant.get(key)
-        return watched if watched is not None and watched.channel is channel else None
+        return self.held.find(channel, self)
 
     def watch(self, channel: ChannelLike) -> Watched:
         """Register ``channel``; registering it again does nothing (or watches
@@ -135,7 +112,7 @@ class Registry:
             self.finish_adding()
         known = self.find(channel)
         if known is not None:
-            if known.fd == fd and known.state in (_OPEN, _HALF):
+            if known.fd == fd and known.state in (OPEN, HALF):
                 self.move(known, "register")  # (watched again after its end)
                 return known
             self.move(known, "unregister")
@@ -164,8 +141,9 @@ class Registry:
 
     def _join(self, watched: Watched, again: bool) -> None:
         """Index and hook a new, selected record (again: after a raise)."""
-        self.channels[watched.key] = watched
+        self.held.records[watched] = watched
         watched.hook(again)
+        self.held.hold(watched)  # (hooked: a Channel leads back to it now)
         writer = watched.writer
         if writer is not None and writer.write_buffer_size:
             self.output_changed(watched, True)
@@ -174,7 +152,7 @@ class Registry:
     def finish_adding(self) -> None:
         """Finish the registrations a raise cut short."""
         for watched in list(self.adding.values()):
-            if watched.state is _OPEN:
+            if watched.state is OPEN:
                 self.sync(watched)
                 self._join(watched, True)
             else:  # (unregistered meanwhile)
@@ -210,7 +188,7 @@ class Registry:
         """Everything a move does after the new state is set; doing it again
         changes nothing, but for the report, which is made once."""
         key = watched.key
-        if state is not _OPEN:
+        if state is not OPEN:
             self.unfinished.pop(key, None)
             self._leave_server(watched)
         if state in _PENDING:
@@ -226,7 +204,7 @@ class Registry:
         if watched.taken and state not in _FINISHING:
             # (before letting go: a pipe sink must stay non-blocking meanwhile)
             self._finish_taken(watched, event == "unregister")
-        if state is _GONE:
+        if state is GONE:
             self._let_go(watched)
         else:
             self.sync(watched)
@@ -247,7 +225,7 @@ class Registry:
 
     def take_close(self, watched: Watched) -> bool:
         """Called back by a channel closed with output queued: finish it here."""
-        if watched.state not in (_OPEN, _HALF, _CLOSING):
+        if watched.state not in (OPEN, HALF, CLOSING):
             return False
         watched.taken = True
         UNFINISHED.add(self)
@@ -272,7 +250,7 @@ class Registry:
             watched.paused = paused
             if paused:
                 self.unfinished.pop(watched.key, None)
-            elif watched.state is _OPEN:
+            elif watched.state is OPEN:
                 self.unfinished[watched.key] = watched
             self.sync(watched, cut_short)
 
@@ -286,7 +264,7 @@ class Registry:
 
     def drained(self, watched: Watched) -> None:
         """Called back by a channel writable again after a refused write."""
-        if watched.state in (_OPEN, _HALF):
+        if watched.state in (OPEN, HALF):
             self.results.append(Writable(watched.channel))
 
     def sync(self, watched: Watched, cut_short: Optional[bool] = None) -> None:
@@ -301,7 +279,7 @@ class Registry:
 
     def _sync(self, watched: Watched) -> None:
         state = watched.state
-        watched.ready = ready = state is _OPEN and not watched.paused
+        watched.ready = ready = state is OPEN and not watched.paused
         read = selectors.EVENT_READ if ready and not watched.always_readable else 0
         write = selectors.EVENT_WRITE if watched.writing and state in _WRITABLE else 0
         try:
@@ -316,25 +294,18 @@ class Registry:
             _LOGGER.warning("fd %d of %r is not usable: %s", watched.fd, watched.channel, exc)
             self.move(watched, "fd closed")
             return
-        key = watched.key
-        if state is _HALF and not write:
+        if state is HALF and not write:
             if watched.writer is None:  # it could not tell us of more output
                 self.move(watched, "idle")
                 return
-            self.channels.pop(key, None)
-            self.dormant[key] = watched
+            self.held.rest(watched)
         else:
-            self.channels[key] = watched
-            self.dormant.pop(key, None)
+            self.held.hold(watched)
 
     def _let_go(self, watched: Watched) -> None:
         """FORGOTTEN: out of the selector and every index; callbacks removed."""
         watched.ready = False
-        key = watched.key
-        if self.channels.get(key) is watched:
-            del self.channels[key]
-        if self.dormant.get(key) is watched:
-            del self.dormant[key]
+        self.held.let_go(watched)
         self.unselect(watched.fd, watched)
         if watched.write_side is not None:
             self.unselect(watched.write_fd, watched.write_side)
@@ -391,7 +362,7 @@ class Registry:
             self.unsettled[watched.key] = watched  # (until it is redone)
             forget_fd(self.selector, watched.fd, watched)
             forget_fd(self.selector, watched.write_fd, watched.write_side)
-            if watched.state is _GONE:
+            if watched.state is GONE:
                 self.unsettled.pop(watched.key, None)
             else:
                 self.sync(watched, cut_short=False)
@@ -420,7 +391,8 @@ class Registry:
     def close(self) -> None:
         """Forget every record and close the selector (in a forked child, its
         copy only: the parent's registrations stay)."""
-        for watched in {**self.adding, **self.dormant, **self.channels}.values():
+        held = [*self.adding.values(), *self.held.everything()]
+        for watched in {id(watched): watched for watched in held}.values():
             self.move(watched, "unregister")
         self.servers.clear()
         UNFINISHED.discard(self)

@@ -367,7 +367,7 @@ class Poller:
         """How long select() may wait when there is no news yet: not past
         the next chore (a back-off that ends, the fd audit, a linger)."""
         registry = self._registry
-        if not (registry.channels or registry.servers):
+        if not (registry.held.records or registry.servers):
             return left
         until = self._next_chore - now if self._next_chore > now else 0.0
         # (no min(): a builtin call costs more than this test, per poll)
@@ -405,7 +405,7 @@ class Poller:
                 events == selectors.EVENT_READ
                 and type(record) is Watched
                 and record.ready
-                and record.key not in read_already
+                and id(record.channel) not in read_already
             ):
                 read_channel(self._registry, record, self._read_budget)
                 reads += 1
@@ -439,7 +439,11 @@ class Poller:
         elif isinstance(record, WriteSide):
             flush_output(self._registry, record.watched)
         elif isinstance(record, Watched):
-            if events & selectors.EVENT_READ and record.ready and record.key not in read_already:
+            if (
+                events & selectors.EVENT_READ
+                and record.ready
+                and id(record.channel) not in read_already
+            ):
                 read_channel(self._registry, record, self._read_budget)
             if events & selectors.EVENT_WRITE:
                 flush_output(self._registry, record)

@@ -31,6 +31,7 @@ LAYERS = [
     "_records",
     "_lifecycle",
     "_selecting",
+    "_held",
     "_registry",
     "_audit",
     "_accept",

@@ -13,6 +13,7 @@ import pytest
 from channels import EndpointClosedException, PipeChannel, Poller, SocketChannel
 from channels._outbox import IDLE_OUTBOX
 from channels._rare import idle_state
+from channels._records import _NOTHING_SET, Watched
 from channels.testing import TestChannel
 
 from .conftest import poll_until
@@ -227,8 +228,6 @@ def test_a_channel_made_in_a_forked_child_is_the_childs(pair: List[socket.socket
 def test_what_few_records_set_is_shared_by_the_others(poller: Poller) -> None:
     """A record keeps a pause, a pipe's sink and a close in the background
     in a state of its own; the others share one that never changes."""
-    from channels._records import _NOTHING_SET, Watched
-
     idle, paused, closing = (TestChannel() for _ in range(3))
     read_fd, write_fd = os.pipe()
     piped = PipeChannel(faucet=read_fd, sink=os.dup(write_fd))
