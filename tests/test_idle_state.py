@@ -16,7 +16,7 @@ from channels._rare import idle_state
 from channels._records import _NOTHING_SET, Watched
 from channels.testing import TestChannel
 
-from .conftest import poll_until
+from .conftest import poll_until, posix_only
 
 
 @pytest.fixture
@@ -201,7 +201,7 @@ def test_seldom_changed_state_is_shared_until_a_channel_changes_it(
     assert idle_state(5.0).unreleased is idle_state(5.0).handed_over is False
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork() here")
+@posix_only
 def test_a_channel_made_in_a_forked_child_is_the_childs(pair: List[socket.socket]) -> None:
     """The shared state holds the creator's pid: a channel the child makes
     after fork() is its own (its close releases its fds), one it inherited
@@ -225,6 +225,7 @@ def test_a_channel_made_in_a_forked_child_is_the_childs(pair: List[socket.socket
     inherited.close()
 
 
+@posix_only
 def test_what_few_records_set_is_shared_by_the_others(poller: Poller) -> None:
     """A record keeps a pause, a pipe's sink and a close in the background
     in a state of its own; the others share one that never changes."""
