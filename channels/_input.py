@@ -34,12 +34,13 @@ def read_channel(registry: Registry, watched: Watched, budget: int) -> None:
     try:
         while True:
             state = read_into(registry.results, budget)
-            if state == DRAINED and not watched.always_readable:
+            # (the field itself, not through Watched's property: the hot path)
+            if state == DRAINED and not watched.seldom.always_readable:
                 if registry.unfinished:
-                    registry.unfinished.pop(watched.key, None)
+                    registry.unfinished.pop(id(channel), None)
                 return
             if state != AGAIN:  # more may wait, where select() cannot see it
-                registry.unfinished[watched.key] = watched
+                registry.unfinished[id(channel)] = watched
                 return
             # AGAIN: the end, or an error, is what the next call gives.
     except LineTooLong as exc:

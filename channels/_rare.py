@@ -14,7 +14,7 @@ from typing import Callable, Dict, Generic, Optional, Protocol, Tuple, TypeVar, 
 
 from ._fds import current_pid
 
-__all__ = ["HasRare", "RareField", "RareState", "Shareable", "idle_state"]
+__all__ = ["RareField", "RareState", "Shareable", "idle_state"]
 
 T = TypeVar("T")
 
@@ -88,19 +88,14 @@ class Shareable(Protocol):
         ...
 
 
-class HasRare(Protocol):
-    """A holder of a ``Shareable`` in ``_rare``: a channel, a Poller's record."""
-
-    @property
-    def _rare(self) -> Shareable: ...
-
-
 class RareField(Generic[T]):
-    """An attribute kept in its holder's ``_rare`` (a ``Shareable``; under
-    its name without the leading underscore): read as a plain attribute, and
-    written so, after the holder got a copy of its own if it shared one."""
+    """An attribute kept in a ``Shareable`` its holder keeps in ``holder``
+    (under its name without the leading underscore): read as a plain
+    attribute, and written so, after the holder got a copy of its own if it
+    shared one."""
 
-    def __init__(self) -> None:
+    def __init__(self, holder: str = "_rare") -> None:
+        self._holder = holder
         self._name = ""
 
     def __set_name__(self, owner: type, name: str) -> None:
@@ -110,19 +105,19 @@ class RareField(Generic[T]):
     def __get__(self, holder: None, owner: type) -> "RareField[T]": ...
 
     @overload
-    def __get__(self, holder: HasRare, owner: type) -> T: ...
+    def __get__(self, holder: object, owner: type) -> T: ...
 
-    def __get__(self, holder: Optional[HasRare], owner: type) -> "RareField[T] | T":
+    def __get__(self, holder: object, owner: type) -> "RareField[T] | T":
         # (a string: 3.9 reads no | at run time)
         if holder is None:
             return self
-        return cast(T, getattr(holder._rare, self._name))
+        return cast(T, getattr(getattr(holder, self._holder), self._name))
 
-    def __set__(self, holder: HasRare, value: T) -> None:
-        state = holder._rare
+    def __set__(self, holder: object, value: T) -> None:
+        state: Shareable = getattr(holder, self._holder)
         if state.shared:
             if getattr(state, self._name) is value:
                 return  # (the same again: nothing to copy)
             state = state.own_copy()
-            setattr(holder, "_rare", state)  # noqa: B010 (read-only to the type checker)
+            setattr(holder, self._holder, state)
         setattr(state, self._name, value)

@@ -16,12 +16,9 @@ import socket
 from typing import Any, Dict, List, NamedTuple, Optional, Protocol, Tuple, Union, cast
 
 from ._base import Channel
-from ._errors import not_from_the_os
 from ._fds import Identity, identity_of
+from ._frames_into import FramesInto, FramesReader
 from ._protocols import (
-    AGAIN,
-    DRAINED,
-    MORE,
     ChannelLike,
     CloseNotifier,
     ClosesInBackground,
@@ -107,15 +104,6 @@ def shape_of(channel: object) -> Shape:
     return shape
 
 
-class FramesReader(Protocol):
-    """What the poll loop reads a channel through: the channel itself (a
-    ``Channel``), or a ``FramesInto`` over it."""
-
-    def read_frames_into(self, out: List[Any], max_bytes: int) -> int:
-        """Append ``(frames, channel)`` to ``out``; ``DRAINED``, ``MORE`` or ``AGAIN``."""
-        ...
-
-
 class Owner(Protocol):
     """What a record tells of its channel's news: the Registry."""
 
@@ -136,13 +124,29 @@ class Owner(Protocol):
         ...
 
 
+class Kind(NamedTuple):
+    """What the records of one registry and one channel class share."""
+
+    owner: Owner
+    shape: Shape
+
+
 class SeldomSet:
     """What few records set (a pipe's sink, a pause, a file, a close in the
     background): one read-only instance shared by the others (``channels._rare``)."""
 
-    __slots__ = ("always_readable", "deadline", "paused", "shared", "taken", "write_side")
+    __slots__ = (
+        "always_readable",
+        "deadline",
+        "frames_into",
+        "paused",
+        "shared",
+        "taken",
+        "write_side",
+    )
 
     def __init__(self, shared: bool) -> None:
+        self.frames_into: Optional[FramesInto] = None
         self.paused = False
         self.always_readable = False
         self.deadline = 0.0
@@ -153,6 +157,7 @@ class SeldomSet:
     def own_copy(self) -> "SeldomSet":
         """A copy for one record, to change."""
         copy = SeldomSet(False)
+        copy.frames_into = self.frames_into
         copy.paused, copy.always_readable = self.paused, self.always_readable
         copy.deadline, copy.taken, copy.write_side = self.deadline, self.taken, self.write_side
         return copy
@@ -166,29 +171,29 @@ class Watched:
 
     __slots__ = (
         "__weakref__",
-        "_rare",
         "channel",
         "fd",
         "identity",
-        "owner",
+        "kind",
         "ready",
+        "seldom",
         "server",
-        "shape",
-        "source",
         "state",
         "writing",
     )
 
     # Seldom set: kept in a SeldomSet, shared by the records that set none.
-    paused = RareField[bool]()  # pause_reading(): not read till resume_reading()
-    always_readable = RareField[bool]()  # a regular file: read by every poll()
-    deadline = RareField[float]()  # CLOSING, DELIVERING: when to give up on its reader
-    taken = RareField[bool]()  # its close() left the delivery to us: we finish it
-    write_side = RareField[Optional["WriteSide"]]()  # its sink's record, if another fd
+    paused = RareField[bool]("seldom")  # pause_reading(): not read till resume_reading()
+    always_readable = RareField[bool]("seldom")  # a regular file: read by every poll()
+    deadline = RareField[float]("seldom")  # CLOSING, DELIVERING: when to give up on its reader
+    taken = RareField[bool]("seldom")  # its close() left the delivery to us: we finish it
+    write_side = RareField[Optional["WriteSide"]]("seldom")  # its sink's record, if another fd
+    frames_into = RareField[Optional[FramesInto]]("seldom")  # what reads it, if no Channel does
 
-    def __init__(self, channel: ChannelLike, fd: int, shape: Shape, owner: "Owner") -> None:
+    def __init__(self, channel: ChannelLike, fd: int, kind: Kind) -> None:
         self.channel = channel
-        self.owner = owner
+        # Its registry and its abilities (one object per registry and class).
+        self.kind = kind
         self.fd = fd
         self.identity = identity_of(fd)
         self.state = State.OPEN
@@ -196,15 +201,9 @@ class Watched:
         self.ready = False
         # True while it has queued output: its write fd is watched too.
         self.writing = False
-        self._rare = _NOTHING_SET
-        # What it is read through (no bound method kept: one per read instead).
-        self.source: FramesReader = (
-            channel
-            if isinstance(channel, Channel) and shape.frame_source
-            else FramesInto(channel, shape.frame_source)
-        )
-        # Its abilities (one object per class: see the properties below).
-        self.shape = shape
+        self.seldom = _NOTHING_SET
+        if not (kind.shape.native and kind.shape.frame_source):
+            self.frames_into = FramesInto(channel, kind.shape.frame_source)
         if self.writer is not None:
             with contextlib.suppress(NotImplementedError):  # it cannot write: no matter
                 write_fd = self.writer.get_write_fd()
@@ -212,6 +211,24 @@ class Watched:
                     self.write_side = WriteSide(self, write_fd)
         # The server it was accepted from, while it counts against max_clients.
         self.server: Optional[Server] = None
+
+    @property
+    def owner(self) -> Owner:
+        """Its registry."""
+        return self.kind.owner
+
+    @property
+    def shape(self) -> Shape:
+        """Which of the channel protocols its channel implements."""
+        return self.kind.shape
+
+    @property
+    def source(self) -> FramesReader:
+        """What it is read through (no bound method kept: one per read instead)."""
+        frames = self.seldom.frames_into
+        if frames is None:  # (a Channel: no cast() call on the hot path)
+            return self.channel  # type: ignore[return-value]
+        return frames
 
     @property
     def key(self) -> int:
@@ -233,32 +250,34 @@ class Watched:
     @property
     def native(self) -> Optional[Channel]:
         """A ``Channel`` of this library: it takes this record as its watcher."""
-        return cast(Channel, self.channel) if self.shape.native else None
+        return cast(Channel, self.channel) if self.kind.shape.native else None
 
     @property
     def writer(self) -> Optional[QueuedWriter]:
         """The channel, if it queues output."""
-        return cast(QueuedWriter, self.channel) if self.shape.queued_writer else None
+        return cast(QueuedWriter, self.channel) if self.kind.shape.queued_writer else None
 
     @property
     def notifier(self) -> Optional[CloseNotifier]:
         """The channel, if it calls close callbacks."""
-        return cast(CloseNotifier, self.channel) if self.shape.close_notifier else None
+        return cast(CloseNotifier, self.channel) if self.kind.shape.close_notifier else None
 
     @property
     def closer(self) -> Optional[Lingering]:
         """The channel, if it lingers on close and can abort."""
-        return cast(Lingering, self.channel) if self.shape.lingering else None
+        return cast(Lingering, self.channel) if self.kind.shape.lingering else None
 
     @property
     def drains(self) -> Optional[DrainNotifier]:
         """The channel, if it calls drain callbacks."""
-        return cast(DrainNotifier, self.channel) if self.shape.drain_notifier else None
+        return cast(DrainNotifier, self.channel) if self.kind.shape.drain_notifier else None
 
     @property
     def finisher(self) -> Optional[ClosesInBackground]:
         """The channel, if it lets an agent finish its close."""
-        return cast(ClosesInBackground, self.channel) if self.shape.closes_in_background else None
+        return (
+            cast(ClosesInBackground, self.channel) if self.kind.shape.closes_in_background else None
+        )
 
     # The callbacks the channel gets: bound methods, one small object each,
     # equal to any other of the same record (so each can be removed by a new
@@ -321,53 +340,6 @@ class Watched:
 
     def __repr__(self) -> str:
         return f"<Watched {self.state.value} fd={self.fd} {self.channel!r}>"
-
-
-class FramesInto:
-    """``read_frames_into()`` for a channel that is no ``Channel``: through
-    its ``read_frames()``, or for one that has only ``read()``, called until
-    it returns ``b''`` or ``max_bytes`` came. An error after some frames is
-    raised by the next call, so the frames before it are not lost. (Frames
-    such a channel returned are lost if a signal handler raises before they
-    are stored: README, Signals.)"""
-
-    __slots__ = ("_channel", "_error", "_source")
-
-    def __init__(self, channel: ChannelLike, frame_source: bool) -> None:
-        self._channel = channel
-        self._source = cast(FrameSource, channel) if frame_source else None
-        self._error: Optional[Exception] = None
-
-    def read_frames_into(self, out: List[Any], max_bytes: int) -> int:
-        """Frames appended to ``out`` as ``(frames, channel)``, and
-        ``DRAINED``, ``MORE`` or ``AGAIN``."""
-        if self._source is not None:
-            frames, state = self._source.read_frames(max_bytes)
-        else:
-            frames, state = self._read_frames(max_bytes)
-        if frames:
-            out.append((frames, self._channel))
-        return state
-
-    def _read_frames(self, max_bytes: int) -> Tuple[List[bytes], int]:
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
-        frames: List[bytes] = []
-        total = 0
-        try:
-            while total < max_bytes:
-                data = self._channel.read()
-                if not data:
-                    return frames, DRAINED
-                frames.append(data)
-                total += len(data)
-        except Exception as exc:
-            if not frames or not_from_the_os(exc):
-                raise
-            self._error = exc
-            return frames, AGAIN
-        return frames, MORE
 
 
 class WriteSide:

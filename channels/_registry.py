@@ -35,6 +35,7 @@ from ._lifecycle import (
 from ._outbox import deliver
 from ._protocols import ChannelLike
 from ._records import (
+    Kind,
     Record,
     Server,
     Shape,
@@ -88,6 +89,7 @@ class Registry:
         self.servers: Dict[int, Server] = {}  # by identity, selected or not (backing off, cap)
         # Told when a client no longer counts against its server's cap.
         self.client_left: Callable[[Server], None] = lambda server: None
+        self._kinds: Dict[Shape, Kind] = {}  # (what records of one class share)
 
     # -- channels -----------------------------------------------------------
 
@@ -121,7 +123,10 @@ class Registry:
     def _add(self, channel: ChannelLike, fd: int, shape: Shape) -> Watched:
         self.evict(fd)
         check_select_limit(self.selector, fd, channel)
-        watched = Watched(channel, fd, shape, self)
+        kind = self._kinds.get(shape)
+        if kind is None:
+            kind = self._kinds[shape] = Kind(self, shape)
+        watched = Watched(channel, fd, kind)
         watched.ready = True
         self.adding[watched.key] = watched  # (a raise from here: finish_adding() ends it)
         try:

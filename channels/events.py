@@ -202,7 +202,7 @@ def hand_out(
     if len(collected) == 1 and not batches:  # (the usual case, quickly)
         item = collected[0]
         if type(item) is not tuple or (len(item) == 2 and len(item[0]) <= limit):
-            return cast(List[Collected], collected), batches, [], set()
+            return cast("List[Collected]", collected), batches, [], set()
     if batches:
         if limit < sys.maxsize:
             return batches[0], batches[1:], collected, backlog
@@ -238,7 +238,7 @@ def split_at(collected: List[Held], limit: int) -> Tuple[Batches, List[Held], Se
             count += len(item[0]) - item[2]
             offsets = True
     if count <= limit and not offsets:
-        return ([cast(List[Collected], collected)] if collected else []), [], set()
+        return ([cast("List[Collected]", collected)] if collected else []), [], set()
     senders = {id(item[1]) for item in collected if type(item) is tuple}
     share = _share(limit, len(senders)) if count > limit else limit
     given: Dict[int, int] = {}

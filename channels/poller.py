@@ -405,7 +405,7 @@ class Poller:
                 events == selectors.EVENT_READ
                 and type(record) is Watched
                 and record.ready
-                and id(record.channel) not in read_already
+                and (not read_already or id(record.channel) not in read_already)
             ):
                 read_channel(self._registry, record, self._read_budget)
                 reads += 1

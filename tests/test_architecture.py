@@ -28,6 +28,7 @@ LAYERS = [
     "channel",
     "testing",
     "events",
+    "_frames_into",
     "_records",
     "_lifecycle",
     "_selecting",

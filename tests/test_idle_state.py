@@ -237,7 +237,7 @@ def test_what_few_records_set_is_shared_by_the_others(poller: Poller) -> None:
     records = [poller._registry.find(c) for c in (idle, paused, closing, piped)]
     assert all(isinstance(record, Watched) for record in records)
     idle_r, paused_r, closing_r, piped_r = records
-    assert idle_r._rare is paused_r._rare is closing_r._rare is _NOTHING_SET  # type: ignore[union-attr]
+    assert idle_r.seldom is paused_r.seldom is closing_r.seldom is _NOTHING_SET  # type: ignore[union-attr]
     poller.pause_reading(paused)
     closing.throttle_writes(0, 0)
     closing.write(b"queued")
@@ -245,8 +245,8 @@ def test_what_few_records_set_is_shared_by_the_others(poller: Poller) -> None:
     assert piped_r.write_side is not None and piped_r.write_fd != piped_r.fd  # type: ignore[union-attr]
     assert paused_r.paused and closing_r.taken and closing_r.deadline > 0  # type: ignore[union-attr]
     for record in (paused_r, closing_r, piped_r):
-        assert record._rare is not _NOTHING_SET  # type: ignore[union-attr]
-    assert idle_r._rare is _NOTHING_SET and not idle_r.paused  # type: ignore[union-attr]
+        assert record.seldom is not _NOTHING_SET  # type: ignore[union-attr]
+    assert idle_r.seldom is _NOTHING_SET and not idle_r.paused  # type: ignore[union-attr]
     assert idle_r.write_fd is idle_r.fd  # type: ignore[union-attr]
     nothing = _NOTHING_SET
     assert (nothing.paused, nothing.taken, nothing.deadline, nothing.write_side) == (

@@ -459,7 +459,7 @@ def sends_nothing_twice(
     if ending == "close_all":
         while not interrupter.returns(poller.close_all):  # (interrupted: called again)
             assert time.monotonic() < deadline
-        assert channel.closed
+        assert interrupter.value(lambda: channel.closed)  # (still armed: a property too)
     while not interrupter.returns(channel.close):  # (interrupted: it is called again)
         assert time.monotonic() < deadline
     interrupter.armed = False
