@@ -217,13 +217,15 @@ def readsize(results: Dict, repeat: int) -> None:
 
 
 MEMORY_COUNTS = (4000, 6000, 8000, 10000, 12000)
-"""Registrations per memory measurement: RSS grows in steps (a dict's table
-doubles, glibc keeps or returns a freed one), so one count can read 100 B
-high or low per channel; the median over these is what is reported."""
+MEMORY_REPEAT = 3
+"""Registrations per memory measurement, and runs of each: RSS grows in
+steps (a dict's table doubles, glibc keeps or returns a freed one, pymalloc
+takes a new arena), so one run can read 100 B high or low per channel; the
+median over all of them is what is reported."""
 
 
 def memory(results: Dict, quick: bool) -> None:
-    counts = (2000, 4000) if quick else MEMORY_COUNTS
+    counts = (2000, 4000) if quick else MEMORY_COUNTS * MEMORY_REPEAT
     results["memory_range"] = {}
     for impl in ("channels", "asyncio-protocol", "asyncio-streams", "selector"):
         got = [
@@ -232,7 +234,7 @@ def memory(results: Dict, quick: bool) -> None:
         middle = statistics.median(got)
         print(
             f"  memory {impl:<17} {middle:7.0f} bytes per idle channel"
-            f" ({min(got):.0f}-{max(got):.0f} over {len(counts)} counts)",
+            f" ({min(got):.0f}-{max(got):.0f} over {len(counts)} runs)",
             flush=True,
         )
         results["memory"][impl] = middle
@@ -302,8 +304,9 @@ def memory_table(results: Dict) -> List[str]:
         rows.append((impl, f"{value:.0f}", f"{span[0]:.0f}-{span[1]:.0f}" if span else "-"))
     title = [
         "Memory (RSS growth) per idle registered connection, over the second half of",
-        "the registrations (what is paid once left out); the median over",
-        f"{', '.join(f'{count:,}' for count in MEMORY_COUNTS)} registrations, and its range:",
+        "the registrations (what is paid once left out); the median of",
+        f"{MEMORY_REPEAT} runs each of {', '.join(f'{count:,}' for count in MEMORY_COUNTS)}"
+        " registrations, and the range:",
     ]
     again = results.get("again", {}).get("memory")
     if again:
