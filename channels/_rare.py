@@ -50,6 +50,11 @@ class RareState:
         """Closed, but a raise came before its fds were released for sure."""
         self.shared = shared
 
+    def __setattr__(self, name: str, value: object) -> None:
+        if getattr(self, "shared", False):  # (a missed path fails loudly, in every channel)
+            raise AssertionError(f"a shared RareState was to change ({name} = {value!r})")
+        object.__setattr__(self, name, value)
+
     def own_copy(self) -> "RareState":
         """A copy for one channel, to change."""
         copy = RareState(self.pid, self.linger, False)

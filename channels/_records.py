@@ -154,6 +154,11 @@ class SeldomSet:
         self.write_side: Optional[WriteSide] = None
         self.shared = shared
 
+    def __setattr__(self, name: str, value: object) -> None:
+        if getattr(self, "shared", False):  # (a missed path fails loudly, in every record)
+            raise AssertionError(f"the shared SeldomSet was to change ({name} = {value!r})")
+        object.__setattr__(self, name, value)
+
     def own_copy(self) -> "SeldomSet":
         """A copy for one record, to change."""
         copy = SeldomSet(False)

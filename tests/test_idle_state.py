@@ -17,6 +17,7 @@ from channels._records import _NOTHING_SET, Watched
 from channels.testing import TestChannel
 
 from .conftest import poll_until, posix_only
+from .test_poller import BareChannel
 
 
 @pytest.fixture
@@ -260,3 +261,72 @@ def test_what_few_records_set_is_shared_by_the_others(poller: Poller) -> None:
     os.close(write_fd)
     for channel in (idle, paused, closing, piped):
         channel.abort()
+
+
+def test_the_shared_states_refuse_any_change() -> None:
+    """A path that would change a shared state instead of copying it fails
+    loudly (it would otherwise change every idle channel or record)."""
+    with pytest.raises(AssertionError, match="shared RareState"):
+        idle_state(5.0).linger = 1.0
+    with pytest.raises(AssertionError, match="shared SeldomSet"):
+        _NOTHING_SET.paused = True
+    assert idle_state(5.0).linger == 5.0 and not _NOTHING_SET.paused
+
+
+def test_a_channel_two_pollers_watch_is_found_by_each(pair: List[socket.socket]) -> None:
+    """The first Poller's record is the channel's watcher (found through the
+    channel); the second finds its own by the channel's identity. Each
+    pauses, reads and lets go of the channel on its own, and one that let
+    it go finds nothing."""
+    channel = SocketChannel(pair[0], buffering="line")
+    with Poller() as first, Poller() as second:
+        first.register(channel)
+        second.register(channel)
+        mine, theirs = first._registry.find(channel), second._registry.find(channel)
+        assert channel.watcher is mine is not None and theirs not in (None, mine)
+        second.pause_reading(channel)
+        pair[1].sendall(b"one\n")
+        assert poll_until(first, bool) == [(b"one\n", channel)]
+        assert second.poll(0) == []  # (paused there)
+        first.unregister(channel)
+        assert first._registry.find(channel) is None and channel.watcher is None
+        second.resume_reading(channel)
+        pair[1].sendall(b"two\n")
+        assert poll_until(second, bool) == [(b"two\n", channel)]
+        first.register(channel)  # (again: its record is the watcher again)
+        assert channel.watcher is first._registry.find(channel) is not None
+        second.unregister(channel)
+        assert second._registry.find(channel) is None
+        assert not second._registry.held.records and not second._registry.held.dormant
+        pair[1].sendall(b"three\n")
+        assert poll_until(first, bool) == [(b"three\n", channel)]
+        first.unregister(channel)
+    channel.close()
+
+
+def test_a_record_is_found_through_its_channel_only_while_held(
+    pair: List[socket.socket],
+) -> None:
+    """An idle Channel costs the index one entry and no int; once its record
+    is let go, the watcher is gone and nothing finds it. A channel that is
+    no Channel is found by its identity, and forgotten as well."""
+    channel = SocketChannel(pair[0], buffering="line")
+    bare = BareChannel()
+    with Poller() as poller:
+        poller.register(channel)
+        poller.register(bare)
+        held = poller._registry.held
+        record, other = poller._registry.find(channel), poller._registry.find(bare)
+        assert record is not None and other is not None
+        assert list(held.records) == [record, other]
+        assert held._by_identity == {id(bare): other}
+        bare.peer.sendall(b"raw")
+        assert poll_until(poller, bool) == [(b"raw", bare)]
+        poller.unregister(channel)
+        poller.unregister(bare)
+        for gone, what in ((record, channel), (other, bare)):
+            assert poller._registry.find(what) is None and gone not in held.records
+            assert gone.state.value == "forgotten"
+        assert channel.watcher is None and held._by_identity == {}
+    channel.close()
+    bare.close()
