@@ -10,7 +10,7 @@ that uses them does not know where they live (memory per idle channel:
 each of these attributes would cost every channel 8 bytes or more).
 """
 
-from typing import Callable, Dict, Generic, Optional, Protocol, Tuple, TypeVar, cast, overload
+from typing import Callable, Dict, Generic, Optional, Tuple, TypeVar, cast, overload
 
 from ._fds import current_pid
 
@@ -19,7 +19,34 @@ __all__ = ["RareField", "RareState", "Shareable", "idle_state"]
 T = TypeVar("T")
 
 
-class RareState:
+_Copy = TypeVar("_Copy", bound="Shareable")
+
+
+class Shareable:
+    """Slotted state shared by many holders (``shared``: read-only, a change
+    raises ``AssertionError``, so a path that forgot to copy fails loudly
+    instead of changing every holder), or one holder's own copy."""
+
+    __slots__ = ("shared",)
+    shared: bool
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if getattr(self, "shared", False):
+            raise AssertionError(
+                f"a shared {type(self).__name__} was to change ({name} = {value!r})"
+            )
+        object.__setattr__(self, name, value)
+
+    def own_copy(self: _Copy) -> _Copy:
+        """A copy for one holder, to change."""
+        copy = object.__new__(type(self))
+        for name in type(self).__slots__:
+            object.__setattr__(copy, name, getattr(self, name))
+        object.__setattr__(copy, "shared", False)
+        return copy
+
+
+class RareState(Shareable):
     """The seldom changed state of a channel (``shared``: of many, read-only)."""
 
     __slots__ = (
@@ -30,7 +57,6 @@ class RareState:
         "linger",
         "low_water",
         "pid",
-        "shared",
         "unreleased",
     )
 
@@ -50,22 +76,6 @@ class RareState:
         """Closed, but a raise came before its fds were released for sure."""
         self.shared = shared
 
-    def __setattr__(self, name: str, value: object) -> None:
-        if getattr(self, "shared", False):  # (a missed path fails loudly, in every channel)
-            raise AssertionError(f"a shared RareState was to change ({name} = {value!r})")
-        object.__setattr__(self, name, value)
-
-    def own_copy(self) -> "RareState":
-        """A copy for one channel, to change."""
-        copy = RareState(self.pid, self.linger, False)
-        copy.low_water = self.low_water
-        copy.close_callbacks = self.close_callbacks
-        copy.close_agents = self.close_agents
-        copy.end_cause = self.end_cause
-        copy.handed_over = self.handed_over
-        copy.unreleased = self.unreleased
-        return copy
-
 
 _IDLE: Dict[Tuple[int, float], RareState] = {}
 
@@ -81,16 +91,6 @@ def idle_state(linger: float, pid: Optional[int] = None) -> RareState:
             return RareState(key[0], linger, False)
         state = _IDLE[key] = RareState(key[0], linger, True)
     return state
-
-
-class Shareable(Protocol):
-    """A ``RareState`` or the like: shared by many (read-only), or one's own."""
-
-    shared: bool
-
-    def own_copy(self) -> "Shareable":
-        """A copy for one holder, to change."""
-        ...
 
 
 class RareField(Generic[T]):

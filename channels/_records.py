@@ -27,7 +27,7 @@ from ._protocols import (
     Lingering,
     QueuedWriter,
 )
-from ._rare import RareField
+from ._rare import RareField, Shareable
 
 __all__ = [
     "FramesInto",
@@ -131,7 +131,7 @@ class Kind(NamedTuple):
     shape: Shape
 
 
-class SeldomSet:
+class SeldomSet(Shareable):
     """What few records set (a pipe's sink, a pause, a file, a close in the
     background): one read-only instance shared by the others (``channels._rare``)."""
 
@@ -140,7 +140,6 @@ class SeldomSet:
         "deadline",
         "frames_into",
         "paused",
-        "shared",
         "taken",
         "write_side",
     )
@@ -153,19 +152,6 @@ class SeldomSet:
         self.taken = False
         self.write_side: Optional[WriteSide] = None
         self.shared = shared
-
-    def __setattr__(self, name: str, value: object) -> None:
-        if getattr(self, "shared", False):  # (a missed path fails loudly, in every record)
-            raise AssertionError(f"the shared SeldomSet was to change ({name} = {value!r})")
-        object.__setattr__(self, name, value)
-
-    def own_copy(self) -> "SeldomSet":
-        """A copy for one record, to change."""
-        copy = SeldomSet(False)
-        copy.frames_into = self.frames_into
-        copy.paused, copy.always_readable = self.paused, self.always_readable
-        copy.deadline, copy.taken, copy.write_side = self.deadline, self.taken, self.write_side
-        return copy
 
 
 _NOTHING_SET = SeldomSet(True)
