@@ -6,9 +6,11 @@ import io
 import os
 import socket
 import weakref
-from typing import Iterator, List
+from typing import Dict, Iterator, List, Tuple
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from channels import EndpointClosedException, PipeChannel, Poller, SocketChannel
 from channels._outbox import IDLE_OUTBOX
@@ -330,3 +332,58 @@ def test_a_record_is_found_through_its_channel_only_while_held(
         assert channel.watcher is None and held._by_identity == {}
     channel.close()
     bare.close()
+
+
+_OPS = st.lists(
+    st.tuples(
+        st.integers(0, 3),  # which channel
+        st.sampled_from(["linger", "low_water", "add_callback", "remove_callback", "agent"]),
+        st.sampled_from([0.5, 2.0, 5.0, 0, 7, 100]),
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_OPS)
+def test_no_change_to_one_channel_reaches_another(ops: List[Tuple[int, str, float]]) -> None:
+    """Channels share their seldom changed state until one changes it:
+    whatever is changed, in any order, each channel reads back exactly what
+    was set on it (a model of plain attributes), and the shared states stay
+    as they were made."""
+    channels = [TestChannel() for _ in range(4)]
+    model: List[Dict[str, object]] = [
+        {"linger": 5.0, "low_water": None, "callbacks": (), "agents": ()} for _ in channels
+    ]
+    callbacks = [lambda: None for _ in channels]
+    agents = [lambda: False for _ in channels]
+    try:
+        for index, op, value in ops:
+            channel, state = channels[index], model[index]
+            if op == "linger":
+                channel.linger = value
+                state["linger"] = float(value)
+            elif op == "low_water":
+                channel.low_water = int(value)
+                state["low_water"] = int(value)
+            elif op == "add_callback":
+                channel.add_close_callback(callbacks[index])
+                state["callbacks"] = (*state["callbacks"], callbacks[index])  # type: ignore[misc]
+            elif op == "remove_callback":  # (one of them, if any)
+                channel.remove_close_callback(callbacks[index])
+                state["callbacks"] = state["callbacks"][1:]  # type: ignore[index]
+            else:
+                channel.add_close_agent(agents[index])
+                state["agents"] = (*state["agents"], agents[index])  # type: ignore[misc]
+            for other, expected in zip(channels, model):
+                assert other.linger == expected["linger"]
+                assert other._low_water == expected["low_water"]
+                assert other._close_callbacks == expected["callbacks"]
+                assert other._close_agents == expected["agents"]
+        for linger in (0.5, 2.0, 5.0, 0.0, 7.0, 100.0):
+            shared = idle_state(linger)
+            assert shared.linger == linger and shared.low_water is None
+            assert shared.close_callbacks == () and shared.close_agents == ()
+    finally:
+        for channel in channels:
+            channel.close()
