@@ -19,7 +19,7 @@ import pytest
 from channels import ChannelClosed, CloseReason, DataReceived, Poller, PollEvent, SocketChannel
 from channels._audit import CHECK_INTERVAL
 
-from .conftest import events_until, posix_only, socketpair_on_fd
+from .conftest import DEADLINE, events_until, posix_only, socketpair_on_fd
 
 pytestmark = posix_only
 
@@ -27,10 +27,13 @@ STRANGER = b"someone else's data"
 
 
 def _steady(poller: Poller) -> None:
-    """Poll until the fd audit just ran, so it is not due for a while."""
-    poller.poll(0)
-    time.sleep(CHECK_INTERVAL + 0.01)  # (letting the audit come due: pacing, not a result)
-    poller.poll(0)
+    """Poll until the fd audit just ran, so it is not due for a while (a
+    poll waits no longer than until the audit is due, then runs it)."""
+    due = poller._next_chore
+    deadline = time.monotonic() + DEADLINE
+    while poller._next_chore == due:
+        poller.poll(CHECK_INTERVAL)
+        assert time.monotonic() < deadline, "the fd audit never came due"
 
 
 def _stranger_data(events: List[PollEvent]) -> List[bytes]:
