@@ -217,9 +217,7 @@ class Watched:
     def source(self) -> FramesReader:
         """What it is read through (no bound method kept: one per read instead)."""
         frames = self.seldom.frames_into
-        if frames is None:  # (a Channel: no cast() call on the hot path)
-            return self.channel  # type: ignore[return-value]
-        return frames
+        return cast(Channel, self.channel) if frames is None else frames  # (None: a Channel)
 
     @property
     def key(self) -> int:

@@ -57,9 +57,10 @@ def _wait_listening(port: int, process: "subprocess.Popen[bytes]") -> None:
         with open("/proc/net/tcp") as table:
             if needle in table.read():
                 return
-        assert process.poll() is None, f"the peer exited with {process.returncode}"
         assert time.monotonic() < deadline, f"nothing listens on port {port}"
-        time.sleep(0.01)
+        with contextlib.suppress(subprocess.TimeoutExpired):  # (waits on the peer's exit)
+            process.wait(0.01)
+            pytest.fail(f"the peer exited with {process.returncode}")
 
 
 @pytest.fixture

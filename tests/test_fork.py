@@ -13,9 +13,10 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import warnings
-from typing import Callable, Iterator
+from typing import Callable, Iterator, List
 
 import pytest
 
@@ -39,13 +40,12 @@ def _in_child(body: Callable[[], int]) -> int:
             code = body()
         finally:
             os._exit(code)
-    deadline = time.monotonic() + DEADLINE
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        assert time.monotonic() < deadline, "the child did not exit"
-        time.sleep(0.01)
+    statuses: List[int] = []  # (a thread waits for the child: the wait has a deadline)
+    waiter = threading.Thread(target=lambda: statuses.append(os.waitpid(pid, 0)[1]), daemon=True)
+    waiter.start()
+    waiter.join(DEADLINE)
+    assert statuses, "the child did not exit"
+    return os.waitstatus_to_exitcode(statuses[0])
 
 
 @pytest.fixture
