@@ -26,6 +26,7 @@ from typing import Any, Callable, Dict, List, Tuple
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import channels
+import channels._turns
 import channels.events
 import channels.poller
 
@@ -51,8 +52,10 @@ def fill(pairs: Pairs, per: int) -> None:
         theirs.sendall(data)
 
 
-def channels_run(pairs: Pairs, per: int, batches: bool) -> Run:
-    poller = channels.Poller(buffering="line")
+def channels_run(pairs: Pairs, per: int, batches: bool, budget: int = 0) -> Run:
+    poller = channels.Poller(
+        buffering="line", read_budget=budget or channels.poller.DEFAULT_READ_BUDGET
+    )
     for mine, _ in pairs:
         poller.register(channels.SocketChannel(mine, buffering="line"))
     total = len(pairs) * per
@@ -111,7 +114,9 @@ def asyncio_run(pairs: Pairs, per: int) -> Run:
 
 
 def _module_of(name: str) -> Any:
-    return channels.events if name == "MIN_SHARE" else channels.poller
+    if name == "MIN_SHARE":
+        return channels.events
+    return channels._turns if name in ("READS_PER_POLL", "PEEK_BUDGET") else channels.poller
 
 
 def main(argv: List[str]) -> int:
@@ -125,8 +130,9 @@ def main(argv: List[str]) -> int:
             runs[config] = (asyncio_run(pairs, per), {})
         else:
             settings = dict(option.split("=") for option in options.split(",") if option)
+            budget = int(settings.pop("budget", 0))
             runs[config] = (
-                channels_run(pairs, per, kind == "batches"),
+                channels_run(pairs, per, kind == "batches", budget),
                 {name: int(value) for name, value in settings.items()},
             )
     defaults = {

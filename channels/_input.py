@@ -9,12 +9,13 @@ ends, breaks or fails is moved along its lifecycle (``channels._registry``).
 
 import errno
 import logging
-from typing import AbstractSet, Callable
+from typing import Callable
 
 from ._errors import BAD_CHANNEL_ERRORS, EndpointClosedException, LineTooLong, not_from_the_os
 from ._protocols import AGAIN, DRAINED
 from ._records import Watched
 from ._registry import Registry
+from .events import MIN_SHARE, frames_held
 
 __all__ = ["read_channel", "read_unfinished"]
 
@@ -24,10 +25,23 @@ _LOGGER = logging.getLogger("channels.poller")
 _FD_GONE_ERRNOS = frozenset({errno.EBADF, errno.ENOTSOCK})
 
 
-def read_channel(registry: Registry, watched: Watched, budget: int) -> None:
-    """Read an OPEN channel: every frame it has, within ``budget`` bytes. It
-    is not read again until the poll hands out what it had: if a signal
-    handler keeps interrupting that, what waits cannot grow without bound."""
+def read_channel(registry: Registry, watched: Watched, budget: int) -> int:
+    """Read an OPEN channel: every frame it has, within ``budget`` bytes;
+    return how many it gave (an event counts one). It is not read again
+    until the poll hands out what it had: if a signal handler keeps
+    interrupting that, what waits cannot grow without bound."""
+    results = registry.results
+    before = len(results)
+    _read(registry, watched, budget)
+    got = frames_held(results[before:])
+    if got >= MIN_SHARE:
+        registry.busy.add(watched.key)
+    elif registry.busy:
+        registry.busy.discard(watched.key)
+    return got
+
+
+def _read(registry: Registry, watched: Watched, budget: int) -> None:
     channel = watched.channel
     read_into = watched.source.read_frames_into
     registry.backlog.add(id(channel))
@@ -62,14 +76,27 @@ def read_channel(registry: Registry, watched: Watched, budget: int) -> None:
 
 
 def read_unfinished(
-    registry: Registry, still_its_file: Callable[[Watched], bool], budget: int
-) -> AbstractSet[int]:
+    registry: Registry,
+    still_its_file: Callable[[Watched], bool],
+    budget: int,
+    room: int,
+    peek: int,
+) -> int:
     """Read the channels that may have more without select() saying so
-    (those whose fd ``still_its_file``); return them with the backlogged
-    ones (frames of theirs wait already): neither is read again by this poll."""
+    (those whose fd ``still_its_file``) while they gave fewer than ``room``
+    frames; return how many came. With no room at all, read the first in
+    turn for ``peek`` bytes (if not 0) and put it at the back of the line:
+    each is served within a few calls however much waits."""
     backlog = registry.backlog
-    unfinished = list(registry.unfinished.values())
-    for watched in unfinished:
+    unfinished = registry.unfinished
+    got = 0
+    for watched in list(unfinished.values()):
         if watched.key not in backlog and watched.ready and still_its_file(watched):
-            read_channel(registry, watched, budget)
-    return {*(watched.key for watched in unfinished), *backlog}
+            if got < room:
+                got += read_channel(registry, watched, budget)
+            elif room <= 0 and peek:
+                del unfinished[watched.key]  # (back in at the end if it still is)
+                return read_channel(registry, watched, peek)
+            else:
+                break
+    return got

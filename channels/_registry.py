@@ -85,6 +85,7 @@ class Registry:
         self.arriving: Dict[int, Server] = {}
         self.pending: Dict[int, Watched] = {}  # CLOSED, LOST, STALE, BROKEN: reported next
         self.unfinished: Dict[int, Watched] = {}  # OPEN, read by the next poll without waiting
+        self.busy: Set[int] = set()  # channels whose last read gave a call's worth or more
         self.closing: Dict[int, Watched] = {}  # CLOSING, DELIVERING: the loop finishes them
         self.servers: Dict[int, Server] = {}  # by identity, selected or not (backing off, cap)
         # Told when a client no longer counts against its server's cap.
@@ -195,6 +196,7 @@ class Registry:
         key = watched.key
         if state is not OPEN:
             self.unfinished.pop(key, None)
+            self.busy.discard(key)
             self._leave_server(watched)
         if state in _PENDING:
             self.pending[key] = watched

@@ -227,20 +227,10 @@ def split_at(collected: List[Held], limit: int) -> Tuple[Batches, List[Held], Se
     stay in order (its close after its last frame). What waits of a read is
     kept as the read's list and an offset: each frame is copied once, when
     it is handed out, however many rounds it waits."""
-    count = 0
-    offsets = False
-    for item in collected:
-        if type(item) is not tuple:
-            count += 1
-        elif len(item) == 2:
-            count += len(item[0])
-        else:
-            count += len(item[0]) - item[2]
-            offsets = True
-    if count <= limit and not offsets:
+    count = frames_held(collected)
+    if count <= limit and not any(type(item) is tuple and len(item) == 3 for item in collected):
         return ([cast("List[Collected]", collected)] if collected else []), [], set()
-    senders = {id(item[1]) for item in collected if type(item) is tuple}
-    share = _share(limit, len(senders)) if count > limit else limit
+    share = _share(limit, collected) if count > limit else limit
     given: Dict[int, int] = {}
     held: Set[int] = set()  # (what follows a channel's held frames is held too)
     now: List[Collected] = []
@@ -267,10 +257,40 @@ def split_at(collected: List[Held], limit: int) -> Tuple[Batches, List[Held], Se
     return _in_calls(now, limit), later, held
 
 
-def _share(limit: int, senders: int) -> int:
-    """Frames each of ``senders`` gets in a round of calls of ``limit``."""
+def frames_held(held: List[Held]) -> int:
+    """How many frames ``held`` gives out (an event counts one)."""
+    count = 0
+    for item in held:
+        if type(item) is not tuple:
+            count += 1
+        elif len(item) == 2:
+            count += len(item[0])
+        else:
+            count += len(item[0]) - item[2]
+    return count
+
+
+def _share(limit: int, collected: List[Held]) -> int:
+    """Frames each channel with frames in ``collected`` gets at most in a
+    round of calls of ``limit``: an equal share, and what those with less
+    than theirs leave to the others; at least ``MIN_SHARE``."""
+    sizes: Dict[int, int] = {}
+    left = limit
+    for item in collected:
+        if type(item) is tuple:
+            key = id(item[1])
+            sizes[key] = sizes.get(key, 0) + len(item[0]) - (item[2] if len(item) == 3 else 0)
+        else:
+            left -= 1  # (an event counts one)
     least = MIN_SHARE if limit > MIN_SHARE else limit
-    return limit // senders if senders and limit // senders > least else least
+    senders = len(sizes)
+    for size in sorted(sizes.values()):
+        fair = left // senders if senders else left
+        if size > fair:
+            return fair if fair > least else least
+        left -= size
+        senders -= 1
+    return limit
 
 
 def _in_calls(items: List[Collected], limit: int) -> Batches:

@@ -6,8 +6,9 @@ selector calls), ``_audit`` (fds closed behind our back), ``_accept``
 this module: the public API and the poll loop.
 
 The loop: wait on the selector (not at all when there is news already), read
-every ready channel through its ``read_frames()`` (the frames of one read go
-into the results as one list) or, for a channel without it, through
+the ready channels in turn while less than a call's worth waits
+(``channels._turns``) through their ``read_frames()`` (the frames of one read
+go into the results as one list) or, for a channel without it, through
 ``read()`` until ``b''``; flush the channels that can take output; accept
 clients; then report the channels that closed. A channel that used up its
 read budget is read again by the next ``poll()`` without waiting: the rest
@@ -22,7 +23,7 @@ import selectors
 import socket
 import sys
 import time
-from typing import AbstractSet, Callable, List, Optional
+from typing import Callable, List, Optional
 
 from . import _checks
 from ._accept import ACCEPT_BACKOFF, MAX_ACCEPTS_PER_POLL, Acceptor
@@ -37,13 +38,12 @@ from ._closing import (
     flush_output,
     report_pending,
 )
-from ._errors import not_from_the_os
 from ._fds import WINDOWS_SELECT_LIMIT, current_pid
-from ._input import read_channel, read_unfinished
+from ._input import read_unfinished
 from ._protocols import ChannelLike
-from ._records import Record, Server, Wakeup, Watched, WriteSide, record_of
+from ._records import Record, Server, Wakeup, Watched, WriteSide
 from ._registry import Registry
-from ._selecting import Ready, still_selected
+from ._turns import PEEK_BUDGET, READS_PER_POLL, Turns
 from .buffering import BufferingArg, as_buffering
 from .channel import SocketChannel
 from .events import (
@@ -56,6 +56,7 @@ from .events import (
     as_batches,
     as_events,
     as_tuples,
+    frames_held,
     hand_out,
 )
 
@@ -63,6 +64,8 @@ __all__ = [
     "ACCEPT_BACKOFF",
     "DEFAULT_READ_BUDGET",
     "MAX_ACCEPTS_PER_POLL",
+    "PEEK_BUDGET",
+    "READS_PER_POLL",
     "WINDOWS_SELECT_LIMIT",
     "AcceptEvent",
     "DataEvent",
@@ -87,15 +90,6 @@ was read is handed out in rounds that give each channel an equal share
 (``events.split_at``). A bounded list keeps the garbage collector out of the
 hot path and lets a call finish between two signals even when they come
 every millisecond."""
-
-READS_PER_POLL = 16
-"""Channels one ``poll()`` reads at most of those ``select()`` reported; the
-next call reads the others before it selects again. Fewer frames are alive
-at once, framed and handed out while their memory is in the cache (1.7x the
-lines/s at 1,000 clients)."""
-
-_NONE_READ: AbstractSet[int] = frozenset()
-"""No channel was read before the selector's ready list this time."""
 
 
 class Poller:
@@ -128,7 +122,7 @@ class Poller:
         self._woken = False
         self._shutting_down = False
         self._next_chore = 0.0
-        self._ready_rest: List[Ready] = []  # (what the last select() said, not yet read)
+        self._turns = Turns()
         wake_r, self._wake_w = socket.socketpair()
         wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -280,7 +274,7 @@ class Poller:
         accepted client. ``poll_events()`` gives the same as typed events.
         """
         registry = self._registry
-        self._gather(timeout)
+        self._gather(timeout, HAND_OUT)
         handed, batches, kept, backlog = hand_out(
             registry.batches, registry.results, registry.backlog, HAND_OUT
         )
@@ -297,7 +291,7 @@ class Poller:
         ``ChannelClosed`` (with its ``reason`` and ``undelivered`` bytes) or
         ``ClientAccepted``."""
         registry = self._registry
-        self._gather(timeout)
+        self._gather(timeout, HAND_OUT)
         handed, batches, kept, backlog = hand_out(
             registry.batches, registry.results, registry.backlog, HAND_OUT
         )
@@ -317,7 +311,7 @@ class Poller:
         ``ClientAccepted`` come as in ``poll_events()``.
         """
         registry = self._registry
-        self._gather(timeout)
+        self._gather(timeout, sys.maxsize)
         handed, batches, kept, backlog = hand_out(
             registry.batches, registry.results, registry.backlog, sys.maxsize
         )
@@ -331,9 +325,10 @@ class Poller:
 
     # -- polling: the loop --------------------------------------------------
 
-    def _gather(self, timeout: Optional[float]) -> None:
+    def _gather(self, timeout: Optional[float], room: int) -> None:
         """Wait until the registry holds results, ``wakeup()`` was called, or
-        ``timeout`` passed. The caller then makes its view of the results
+        ``timeout`` passed; read while fewer than ``room`` frames wait
+        (``channels._turns``). The caller then makes its view of the results
         while the registry still holds them (a raise in there loses nothing),
         and takes them with stores only, no call, up to its return: a signal
         handler (which CPython runs only at calls, function entries and loop
@@ -353,11 +348,11 @@ class Poller:
             if registry.backlog and not registry.results:  # (a read cut short: go again)
                 registry.backlog = set()
             left = None if deadline is None else (deadline - now if deadline > now else 0.0)
-            if registry.pending or registry.unfinished or registry.results or self._ready_rest:
+            if registry.pending or registry.unfinished or registry.results or self._turns.rest:
                 wait: Optional[float] = 0  # there is news already: do not wait
             else:
                 wait = self._wait_time(left, now)
-            self._poll_once(wait, now)
+            self._poll_once(wait, now, room)
             # Writes flushed but nothing to report: that is no timeout yet.
             if registry.results or self._woken or (left is not None and left <= 0):
                 return
@@ -373,7 +368,7 @@ class Poller:
         # (no min(): a builtin call costs more than this test, per poll)
         return until if left is None or until < left else left
 
-    def _poll_once(self, timeout: Optional[float], now: float) -> None:
+    def _poll_once(self, timeout: Optional[float], now: float, room: int) -> None:
         registry = self._registry
         if now >= self._next_chore:
             self._chores(now)
@@ -381,39 +376,18 @@ class Poller:
             timeout = finish_closing(registry, now, timeout)
         if timeout is not None and timeout > MAX_WAIT:
             timeout = MAX_WAIT  # (the loop in _gather waits again)
-        if self._ready_rest:  # the rest of the last select()'s list first
-            ready = still_selected(registry.selector, self._ready_rest)
-            self._ready_rest = []
-        else:
-            try:
-                ready = registry.selector.select(timeout)
-            except (OSError, ValueError) as exc:
-                if not_from_the_os(exc):
-                    raise
-                self._audit.find_bad_fds(exc)
-                ready = []
-        read_already = (
-            read_unfinished(registry, self._audit.still_its_file, self._read_budget)
-            if registry.unfinished or registry.backlog
-            else _NONE_READ
+        ready = self._turns.next_ready(registry.selector, timeout, self._audit.find_bad_fds)
+        # (what waits from earlier calls, then what this call read)
+        waiting = frames_held(registry.results) if registry.results and room < sys.maxsize else 0
+        unfinished = registry.unfinished
+        if unfinished:
+            peek = PEEK_BUDGET if waiting >= room + room else 0  # (see channels._turns)
+            waiting += read_unfinished(
+                registry, self._audit.still_its_file, self._read_budget, room - waiting, peek
+            )
+        self._turns.take(
+            registry, ready, waiting, room, budget=self._read_budget, dispatch=self._dispatch
         )
-        reads = 0
-        for item in ready:
-            key, events = item
-            record = key.data
-            if (  # the hot path: a channel with input
-                events == selectors.EVENT_READ
-                and type(record) is Watched
-                and record.ready
-                and (not read_already or id(record.channel) not in read_already)
-            ):
-                read_channel(self._registry, record, self._read_budget)
-                reads += 1
-                if reads == READS_PER_POLL:
-                    self._ready_rest = ready[ready.index(item) + 1 :]
-                    break
-            else:
-                self._dispatch(record_of(key), events, read_already)
         if registry.pending:
             report_pending(registry, self._read_budget)
 
@@ -428,8 +402,8 @@ class Poller:
             next_chore = now + wake
         self._next_chore = next_chore
 
-    def _dispatch(self, record: Record, events: int, read_already: AbstractSet[int]) -> None:
-        """Act on one ready fd that is not simply a channel with input."""
+    def _dispatch(self, record: Record, events: int) -> None:
+        """Act on one ready fd that is not a channel with input."""
         if isinstance(record, Wakeup):
             self._woken = True
             record.drain()
@@ -438,12 +412,5 @@ class Poller:
                 self._acceptor.accept(record)
         elif isinstance(record, WriteSide):
             flush_output(self._registry, record.watched)
-        elif isinstance(record, Watched):
-            if (
-                events & selectors.EVENT_READ
-                and record.ready
-                and id(record.channel) not in read_already
-            ):
-                read_channel(self._registry, record, self._read_budget)
-            if events & selectors.EVENT_WRITE:
-                flush_output(self._registry, record)
+        elif isinstance(record, Watched) and events & selectors.EVENT_WRITE:
+            flush_output(self._registry, record)

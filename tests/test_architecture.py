@@ -38,6 +38,7 @@ LAYERS = [
     "_accept",
     "_closing",
     "_input",
+    "_turns",
     "poller",
     "__init__",
     "__main__",

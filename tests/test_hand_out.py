@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 import channels.poller
 from channels import Poller, SocketChannel
 from channels._reading import READ_SIZE
+from channels._turns import PEEK_BUDGET
 from channels.events import (
     MIN_SHARE,
     Batches,
@@ -28,6 +29,7 @@ from channels.events import (
     CloseReason,
     Collected,
     Held,
+    frames_held,
     hand_out,
 )
 from channels.poller import HAND_OUT, READS_PER_POLL
@@ -116,6 +118,8 @@ def test_every_frame_comes_once_in_order_with_the_close_last(
 
 
 def test_past_the_limit_every_sender_gets_its_share() -> None:
+    """A quiet sender's line goes out, and the flood takes the rest of the
+    call (what the quiet one leaves of its equal share is not wasted)."""
     flood, quiet = Named("flood"), Named("quiet")
     collected: List[Held] = [
         ([b"f%d" % n for n in range(5000)], flood),  # type: ignore[list-item]
@@ -123,11 +127,35 @@ def test_past_the_limit_every_sender_gets_its_share() -> None:
         ChannelClosed(flood, CloseReason.PEER_CLOSED, 0),  # type: ignore[arg-type]
     ]
     now, batches, rest, backlog = hand_out([], collected, set(), 1024)
-    assert now == [([b"f%d" % n for n in range(512)], flood), ([b"q0"], quiet)]
+    # (1,024 less the quiet line and the close event, which counts one)
+    assert now == [([b"f%d" % n for n in range(1022)], flood), ([b"q0"], quiet)]
     assert batches == []  # (two senders: the round is one call)
-    assert rest[0] == (collected[0][0], flood, 512)  # type: ignore[index]
+    assert rest[0] == (collected[0][0], flood, 1022)  # type: ignore[index]
     assert isinstance(rest[1], ChannelClosed)  # (after the flood's last frame)
     assert backlog == {id(flood)}
+
+
+def test_what_a_sender_leaves_of_its_share_goes_to_the_others() -> None:
+    """Senders of 10, 300 and 5,000 frames, 1,024 a call: the first two
+    take all theirs (less than an equal share), the third the 714 left;
+    two of 2,000 and one of 10 share equally what the small one leaves."""
+    small, middle, large = Named("small"), Named("middle"), Named("large")
+    collected: List[Held] = [
+        ([b"s"] * 10, small),  # type: ignore[list-item]
+        ([b"m"] * 300, middle),  # type: ignore[list-item]
+        ([b"l"] * 5000, large),  # type: ignore[list-item]
+    ]
+    now, _, rest, _ = hand_out([], collected, set(), 1024)
+    assert [len(item[0]) for item in now if isinstance(item, tuple)] == [10, 300, 714]
+    assert rest == [(collected[2][0], large, 714)]  # type: ignore[index]
+    other = Named("other")
+    collected = [
+        ([b"l"] * 2000, large),  # type: ignore[list-item]
+        ([b"s"] * 10, small),  # type: ignore[list-item]
+        ([b"o"] * 2000, other),  # type: ignore[list-item]
+    ]
+    now, _, _, _ = hand_out([], collected, set(), 1024)
+    assert [len(item[0]) for item in now if isinstance(item, tuple)] == [507, 10, 507]
 
 
 def test_a_round_of_many_senders_is_handed_out_over_calls() -> None:
@@ -197,21 +225,33 @@ def _flooded_pair(lines: int, tag: bytes) -> Tuple[SocketChannel, socket.socket]
     return SocketChannel(mine, buffering="line"), theirs
 
 
-def test_several_flooders_are_all_served_by_every_poll(
-    make_poller: Callable[..., Poller],
-) -> None:
+def _turns(busy: int) -> int:
+    """Calls within which each of ``busy`` channels is served: each call
+    reads the next one in turn, unless what waits is between one and two
+    calls' worth (then the next call has room, and reads)."""
+    return 2 * (busy + 1) + 2
+
+
+def test_several_flooders_are_served_in_turn(make_poller: Callable[..., Poller]) -> None:
+    """Three flooders whose reads give many calls' worth: each is served
+    within a few calls, again and again, calls are full, lines in order."""
     poller = make_poller(buffering="line")
     pairs = [_flooded_pair(40_000, b"%d" % n) for n in range(3)]
     for channel, _ in pairs:
         poller.register(channel)
     got: Dict[int, List[bytes]] = {id(channel): [] for channel, _ in pairs}
-    for _ in range(12):
+    last_served = dict.fromkeys(got, 0)
+    calls = 4 * _turns(len(pairs))
+    for call in range(1, calls + 1):
         results = poller.poll(DEADLINE)
         assert len(results) <= HAND_OUT
-        served = {id(source) for data, source in results}
-        assert served == set(got), "a flooding channel was left out of a poll"
         for data, source in results:
             got[id(source)].append(data)
+            last_served[id(source)] = call
+        late = [key for key, served in last_served.items() if call - served >= _turns(len(pairs))]
+        assert not late, f"{len(late)} flooders not served in {_turns(len(pairs))} calls"
+    handed = sum(len(lines) for lines in got.values())
+    assert handed >= 0.9 * calls * HAND_OUT, "calls handed out much less than they could"
     for channel, peer in pairs:  # each one's lines in order, none twice
         lines = got[id(channel)]
         numbers = [int(line.split()[1]) for line in lines]
@@ -237,6 +277,35 @@ def test_a_quiet_line_is_not_stuck_behind_a_backlog(make_poller: Callable[..., P
         raise AssertionError("the quiet line waited behind the flood's backlog")
     for closing in (flood, flood_peer, quiet, quiet_peer):
         closing.close()
+
+
+def test_what_waits_stays_about_a_call_s_worth_however_many_flood(
+    make_poller: Callable[..., Poller],
+) -> None:
+    """40 peers with 2,000 lines each waiting: no call leaves more than
+    about two calls' worth and one read waiting (reading every ready
+    channel left all 80,000 waiting, cut into shares again by every round),
+    and every line comes once, in order."""
+    poller = make_poller(buffering="line")
+    pairs = []
+    for n in range(40):
+        mine, theirs = socket.socketpair()
+        mine.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        theirs.sendall(b"".join(b"%02d %06d ...................\n" % (n, i) for i in range(2000)))
+        pairs.append((SocketChannel(mine, buffering="line"), theirs))
+        poller.register(pairs[-1][0])
+    one_read = 2000  # (a peer's whole backlog: less than the read budget)
+    peeks = 2 * (PEEK_BUDGET // 32 + 1)
+    got: Dict[int, List[int]] = {id(channel): [] for channel, _ in pairs}
+    deadline = time.monotonic() + DEADLINE
+    while sum(map(len, got.values())) < 40 * 2000:
+        assert time.monotonic() < deadline, "the lines stopped coming"
+        for data, source in poller.poll(DEADLINE):
+            got[id(source)].append(int(data.split()[1]))
+        held = frames_held(poller._registry.results)
+        assert held <= 2 * HAND_OUT + one_read + peeks, f"{held} frames wait"
+    assert all(numbers == list(range(2000)) for numbers in got.values())
+    _close_all(pairs)
 
 
 # -- reads per poll: what select() reported is read over a few calls ---------
@@ -360,13 +429,17 @@ def test_a_channel_paused_while_in_the_ready_list_is_not_read(
     _close_all(pairs)
 
 
+LINES = 12_000
+
+
 def test_many_flooders_are_each_served_within_a_few_polls(
     make_poller: Callable[..., Poller],
 ) -> None:
-    """More flooding channels than one call serves, and a quiet one: each
-    is served within a bounded number of calls, in order, nothing twice."""
+    """More flooding channels than one call reads, and a quiet one: each is
+    served within a bounded number of calls (its turn: see _turns), in
+    order, nothing twice."""
     poller = make_poller(buffering="line")
-    flooders = [_flooded_pair(12_000, b"%d" % n) for n in range(3 * READS_PER_POLL)]
+    flooders = [_flooded_pair(LINES, b"%d" % n) for n in range(3 * READS_PER_POLL)]
     quiet_end, quiet_peer = socket.socketpair()
     quiet = SocketChannel(quiet_end, buffering="line")
     for channel, _ in flooders:
@@ -374,12 +447,9 @@ def test_many_flooders_are_each_served_within_a_few_polls(
     poller.register(quiet)
     got: Dict[int, List[bytes]] = {id(channel): [] for channel, _ in flooders}
     last_served = {id(channel): 0 for channel, _ in flooders}
-    # (a round takes `calls` polls; reading them all takes `ramp` rounds)
-    calls = -(-len(flooders) * MIN_SHARE // HAND_OUT) + 1
-    ramp = -(-len(flooders) // READS_PER_POLL) + 1
-    bound = calls * ramp + 2
+    bound = _turns(len(flooders) + 1)
     quiet_sent_at = None
-    for call in range(1, 60):  # (the flooders have more than 60 calls hand out)
+    for call in range(1, 3 * bound):  # (the flooders have more than that to hand out)
         if call == 20:
             quiet_peer.sendall(b"hello\n")
             quiet_sent_at = call
@@ -390,7 +460,9 @@ def test_many_flooders_are_each_served_within_a_few_polls(
                 continue
             got[id(source)].append(data)
             last_served[id(source)] = call
-        waiting = [key for key in last_served if call - last_served[key] > bound]
+        waiting = [  # (one whose lines all came is served no more)
+            key for key in last_served if call - last_served[key] > bound and len(got[key]) < LINES
+        ]
         assert not waiting, f"{len(waiting)} flooders not served in {bound} polls"
     assert quiet_sent_at is None, "the quiet line never came"
     for channel, peer in flooders:
