@@ -27,40 +27,50 @@ _FD_GONE_ERRNOS = frozenset({errno.EBADF, errno.ENOTSOCK})
 
 def read_channel(registry: Registry, watched: Watched, budget: int) -> int:
     """Read an OPEN channel: every frame it has, within ``budget`` bytes;
-    return how many it gave (an event counts one). It is not read again
+    return how many it gave (an event counts one), and mark it busy if that
+    was ``MIN_SHARE`` or more (``channels._turns``). It is not read again
     until the poll hands out what it had: if a signal handler keeps
     interrupting that, what waits cannot grow without bound."""
-    results = registry.results
-    before = len(results)
-    _read(registry, watched, budget)
-    got = frames_held(results[before:])
-    if got >= MIN_SHARE:
-        registry.busy.add(watched.key)
-    elif registry.busy:
-        registry.busy.discard(watched.key)
-    return got
-
-
-def _read(registry: Registry, watched: Watched, budget: int) -> None:
     channel = watched.channel
     read_into = watched.source.read_frames_into
+    results = registry.results
+    before = len(results)
     registry.backlog.add(id(channel))
     try:
         while True:
-            state = read_into(registry.results, budget)
+            state = read_into(results, budget)
             # (the field itself, not through Watched's property: the hot path)
             if state == DRAINED and not watched.seldom.always_readable:
                 if registry.unfinished:
                     registry.unfinished.pop(id(channel), None)
-                return
+                break
             if state != AGAIN:  # more may wait, where select() cannot see it
                 registry.unfinished[id(channel)] = watched
-                return
+                break
             # AGAIN: the end, or an error, is what the next call gives.
-    except LineTooLong as exc:
+    except (EndpointClosedException, *BAD_CHANNEL_ERRORS) as exc:
+        if not _ended(registry, watched, exc):
+            raise
+    if len(results) == before + 1:  # (one read's frames: the usual case)
+        item = results[before]
+        got = len(item[0]) if type(item) is tuple else 1
+    else:
+        got = frames_held(results[before:])
+    if got >= MIN_SHARE:
+        registry.busy.add(id(channel))
+    elif registry.busy:
+        registry.busy.discard(id(channel))
+    return got
+
+
+def _ended(registry: Registry, watched: Watched, exc: BaseException) -> bool:
+    """Move a channel whose read raised ``exc`` along its lifecycle; False
+    if ``exc`` is no channel's end but a programming error (to raise)."""
+    channel = watched.channel
+    if isinstance(exc, LineTooLong):
         _LOGGER.warning("closing %r: %s", channel, exc)
         registry.move(watched, "line too long")
-    except EndpointClosedException as exc:
+    elif isinstance(exc, EndpointClosedException):
         cause = exc.__cause__
         if not isinstance(cause, OSError):
             registry.move(watched, "peer closed")
@@ -68,11 +78,12 @@ def _read(registry: Registry, watched: Watched, budget: int) -> None:
             registry.move(watched, "read failed")  # closed behind its back
         else:
             registry.move(watched, "reset")
-    except BAD_CHANNEL_ERRORS as exc:
-        if not_from_the_os(exc):
-            raise
+    elif not_from_the_os(exc):
+        return False
+    else:
         _LOGGER.exception("read() of %r failed; reporting it closed", channel)
         registry.move(watched, "read failed")
+    return True
 
 
 def read_unfinished(

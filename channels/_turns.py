@@ -25,12 +25,12 @@ again by every round: 0.48x asyncio's lines/s). So the channels take turns:
 """
 
 import selectors
-from typing import Callable, List, Optional
+from typing import List
 
+from ._accept import Acceptor
 from ._closing import flush_output
-from ._errors import not_from_the_os
 from ._input import read_channel
-from ._records import Record, Watched, record_of
+from ._records import Record, Server, Wakeup, Watched, WriteSide, record_of
 from ._registry import Registry
 from ._selecting import Ready, still_selected
 
@@ -46,80 +46,78 @@ of frames waits already: a quiet peer's line comes in the next call, and a
 flooding peer adds less than a call hands out."""
 
 
+_READ = selectors.EVENT_READ
+_WRITE = selectors.EVENT_WRITE
+
+
 class Turns:
-    """The rest of the last ``select()``'s list, read before selecting again,
-    a few at a time (it may be long, and each is looked up again first: it
-    may have been unregistered, or its number reused, since)."""
+    """Where a Poller is in the list of ready channels: the rest of the last
+    ``select()``'s list is taken before selecting again, a few at a time (it
+    may be long, and each is looked up again first: it may have been
+    unregistered, or its number reused, since)."""
 
-    __slots__ = ("rest",)
+    __slots__ = ("_acceptor", "_budget", "_registry", "rest", "woken")
 
-    def __init__(self) -> None:
+    def __init__(self, registry: Registry, acceptor: Acceptor, budget: int) -> None:
+        self._registry = registry
+        self._acceptor = acceptor
+        self._budget = budget  # (bytes a read takes from one channel at most)
         self.rest: List[Ready] = []
+        self.woken = False  # (the Poller's wakeup() was seen: poll() returns)
 
-    def next_ready(
-        self,
-        selector: selectors.BaseSelector,
-        timeout: Optional[float],
-        failed: Callable[[BaseException], None],
-    ) -> List[Ready]:
-        """The next channels in turn: from the rest, or a new ``select()``
-        (``failed(exc)`` if the OS refused it: an fd closed behind a
-        channel's back)."""
+    def next_ready(self) -> List[Ready]:
+        """The next few of the rest of the last ``select()``'s list (call it
+        only when there is a rest)."""
         rest = self.rest
-        if rest:
-            self.rest = rest[READS_PER_POLL:]
-            return still_selected(selector, rest[:READS_PER_POLL])
-        try:
-            return selector.select(timeout)
-        except (OSError, ValueError) as exc:
-            if not_from_the_os(exc):
-                raise
-            failed(exc)
-            return []
+        self.rest = rest[READS_PER_POLL:]
+        return still_selected(self._registry.selector, rest[:READS_PER_POLL])
 
-    def take(
-        self,
-        registry: Registry,
-        ready: List[Ready],
-        waiting: int,
-        room: int,
-        *,
-        budget: int,
-        dispatch: Callable[[Record, int], None],
-    ) -> None:
-        """Read the channels of ``ready`` in turn (``budget`` bytes at most)
-        while fewer than ``room`` frames wait (``waiting`` do already), then
-        look at the next one that is not busy; flush those that can take
-        output; ``dispatch()`` the rest (servers, the wakeup, pipe sinks).
-        What is left of ``ready`` is next."""
-        unfinished = registry.unfinished
+    def take(self, ready: List[Ready], waiting: int, room: int) -> None:
+        """Read the channels of ``ready`` in turn while fewer than ``room``
+        frames wait (``waiting`` do already), then look at the next one that
+        is not busy; flush those that can take output, accept clients, note
+        a wakeup. What is left of ``ready`` is next."""
+        registry = self._registry
         backlog = registry.backlog  # (read already: not again until handed out)
-        busy = registry.busy
+        unfinished = registry.unfinished
         reads = 0
-        kept = 0  # (busy ones moved to the front of ready: read by a call with room)
-        for index, (key, events) in enumerate(ready):
+        kept: List[Ready] = []  # (busy ones: read by a call with room, in turn)
+        for item in ready:
+            key, events = item
             record = key.data
-            if type(record) is not Watched or not events & selectors.EVENT_READ:
-                dispatch(record_of(key), events)
+            if type(record) is not Watched or not events & _READ:
+                self._dispatch(record_of(key), events)
                 continue
             channel_id = id(record.channel)
-            if channel_id not in backlog and channel_id not in unfinished and record.ready:
+            if record.ready and channel_id not in backlog and channel_id not in unfinished:
                 if waiting < room:
-                    waiting += read_channel(registry, record, budget)
+                    waiting += read_channel(registry, record, self._budget)
                     reads += 1
-                elif channel_id in busy:
-                    if events & selectors.EVENT_WRITE:
+                elif channel_id in registry.busy:
+                    kept.append((key, _READ))
+                    if events & _WRITE:
                         flush_output(registry, record)
-                    ready[kept] = (key, selectors.EVENT_READ)
-                    kept += 1
                     continue
                 else:
                     read_channel(registry, record, PEEK_BUDGET)
                     reads = READS_PER_POLL
-            if events & selectors.EVENT_WRITE:
+            if events & _WRITE:
                 flush_output(registry, record)
             if reads == READS_PER_POLL:
-                self.rest[:0] = ready[:kept] + ready[index + 1 :]
+                self.rest[:0] = kept + ready[ready.index(item) + 1 :]
                 return
         if kept:
-            self.rest[:0] = ready[:kept]
+            self.rest[:0] = kept
+
+    def _dispatch(self, record: Record, events: int) -> None:
+        """Act on one ready fd that is not a channel with input."""
+        if isinstance(record, Wakeup):
+            self.woken = True
+            record.drain()
+        elif isinstance(record, Server):
+            if record.active:
+                self._acceptor.accept(record)
+        elif isinstance(record, WriteSide):
+            flush_output(self._registry, record.watched)
+        elif isinstance(record, Watched) and events & _WRITE:
+            flush_output(self._registry, record)

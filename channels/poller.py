@@ -35,13 +35,13 @@ from ._closing import (
     close_every_server,
     close_poller,
     finish_closing,
-    flush_output,
     report_pending,
 )
+from ._errors import not_from_the_os
 from ._fds import WINDOWS_SELECT_LIMIT, current_pid
 from ._input import read_unfinished
 from ._protocols import ChannelLike
-from ._records import Record, Server, Wakeup, Watched, WriteSide
+from ._records import Wakeup
 from ._registry import Registry
 from ._turns import PEEK_BUDGET, READS_PER_POLL, Turns
 from .buffering import BufferingArg, as_buffering
@@ -119,10 +119,9 @@ class Poller:
             registry, functools.partial(SocketChannel, buffering=self._strategy)
         )
         self._audit = FdAudit(registry)
-        self._woken = False
+        self._turns = Turns(registry, self._acceptor, self._read_budget)
         self._shutting_down = False
         self._next_chore = 0.0
-        self._turns = Turns()
         wake_r, self._wake_w = socket.socketpair()
         wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -280,7 +279,7 @@ class Poller:
         )
         results = as_tuples(handed)
         # No call from here to the return (see _gather()).
-        self._woken = False
+        self._turns.woken = False
         registry.batches = batches
         registry.results = kept
         registry.backlog = backlog
@@ -297,7 +296,7 @@ class Poller:
         )
         results = as_events(handed)
         # No call from here to the return (see _gather()).
-        self._woken = False
+        self._turns.woken = False
         registry.batches = batches
         registry.results = kept
         registry.backlog = backlog
@@ -317,7 +316,7 @@ class Poller:
         )
         results = as_batches(handed)
         # No call from here to the return (see _gather()).
-        self._woken = False
+        self._turns.woken = False
         registry.batches = batches
         registry.results = kept
         registry.backlog = backlog
@@ -333,9 +332,10 @@ class Poller:
         and takes them with stores only, no call, up to its return: a signal
         handler (which CPython runs only at calls, function entries and loop
         jumps) finds them the registry's or the caller's (README: Signals)."""
-        self._check_open("poll() on")
-        timeout = _checks.timeout(timeout, "poll() timeout")
         registry = self._registry
+        if self._wakeup.sock.fileno() < 0 or registry.pid != current_pid():  # (per poll)
+            self._check_open("poll() on")
+        timeout = _checks.timeout(timeout, "poll() timeout")
         if registry.unsettled or registry.moving or registry.adding:
             registry.settle()
         if registry.arriving:
@@ -354,7 +354,7 @@ class Poller:
                 wait = self._wait_time(left, now)
             self._poll_once(wait, now, room)
             # Writes flushed but nothing to report: that is no timeout yet.
-            if registry.results or self._woken or (left is not None and left <= 0):
+            if registry.results or self._turns.woken or (left is not None and left <= 0):
                 return
             now = time.monotonic()
 
@@ -376,7 +376,6 @@ class Poller:
             timeout = finish_closing(registry, now, timeout)
         if timeout is not None and timeout > MAX_WAIT:
             timeout = MAX_WAIT  # (the loop in _gather waits again)
-        ready = self._turns.next_ready(registry.selector, timeout, self._audit.find_bad_fds)
         # (what waits from earlier calls, then what this call read)
         waiting = frames_held(registry.results) if registry.results and room < sys.maxsize else 0
         unfinished = registry.unfinished
@@ -385,9 +384,18 @@ class Poller:
             waiting += read_unfinished(
                 registry, self._audit.still_its_file, self._read_budget, room - waiting, peek
             )
-        self._turns.take(
-            registry, ready, waiting, room, budget=self._read_budget, dispatch=self._dispatch
-        )
+        if self._turns.rest:
+            ready = self._turns.next_ready()
+        else:
+            try:
+                ready = registry.selector.select(timeout)
+            except (OSError, ValueError) as exc:
+                if not_from_the_os(exc):
+                    raise
+                self._audit.find_bad_fds(exc)
+                ready = []
+        if ready:
+            self._turns.take(ready, waiting, room)
         if registry.pending:
             report_pending(registry, self._read_budget)
 
@@ -401,16 +409,3 @@ class Poller:
         if wake is not None and now + wake < next_chore:
             next_chore = now + wake
         self._next_chore = next_chore
-
-    def _dispatch(self, record: Record, events: int) -> None:
-        """Act on one ready fd that is not a channel with input."""
-        if isinstance(record, Wakeup):
-            self._woken = True
-            record.drain()
-        elif isinstance(record, Server):
-            if record.active:
-                self._acceptor.accept(record)
-        elif isinstance(record, WriteSide):
-            flush_output(self._registry, record.watched)
-        elif isinstance(record, Watched) and events & selectors.EVENT_WRITE:
-            flush_output(self._registry, record)
