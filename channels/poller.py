@@ -335,7 +335,8 @@ class Poller:
         registry = self._registry
         if self._wakeup.sock.fileno() < 0 or registry.pid != current_pid():  # (per poll)
             self._check_open("poll() on")
-        timeout = _checks.timeout(timeout, "poll() timeout")
+        if timeout is not None:
+            timeout = _checks.timeout(timeout, "poll() timeout")
         if registry.unsettled or registry.moving or registry.adding:
             registry.settle()
         if registry.arriving:

@@ -18,6 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import channels._turns
 import channels.poller
 from channels import Poller, SocketChannel
 from channels._reading import READ_SIZE
@@ -276,6 +277,55 @@ def test_a_quiet_line_is_not_stuck_behind_a_backlog(make_poller: Callable[..., P
     else:
         raise AssertionError("the quiet line waited behind the flood's backlog")
     for closing in (flood, flood_peer, quiet, quiet_peer):
+        closing.close()
+
+
+def test_a_busy_channel_keeps_its_turn_and_the_quiet_one_gets_the_look(
+    make_poller: Callable[..., Poller], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a flood's backlog fills the calls, a channel whose last read
+    was large (busy) is not read in 4 KiB looks (its reads would only be cut
+    small): the look goes to the next one that is not busy, a quiet peer
+    whose line then comes in that very call; the busy one is read whole
+    once there is room, its lines in order."""
+    poller = make_poller(buffering="line")
+    busy_end, busy_peer = socket.socketpair()  # (made first: first in the ready list)
+    busy = SocketChannel(busy_end, buffering="line")
+    poller.register(busy)
+    busy_peer.sendall(b"".join(b"b %05d\n" % n for n in range(200)))
+    got_busy: List[bytes] = []
+    deadline = time.monotonic() + DEADLINE
+    while len(got_busy) < 200:  # (one read of 200 lines: it is busy now)
+        assert time.monotonic() < deadline
+        got_busy += [data for data, _ in poller.poll(DEADLINE)]
+    quiet_end, quiet_peer = socket.socketpair()
+    quiet = SocketChannel(quiet_end, buffering="line")
+    poller.register(quiet)
+    flood, flood_peer = _flooded_pair(40_000, b"f")
+    poller.register(flood)
+    reads: List[Tuple[object, int]] = []
+    real_read = channels._turns.read_channel
+
+    def recording(registry: object, watched: object, budget: int) -> int:
+        reads.append((watched.channel, budget))  # type: ignore[attr-defined]
+        return real_read(registry, watched, budget)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(channels._turns, "read_channel", recording)
+    first = poller.poll(DEADLINE)  # the flood's read: many calls' worth waits now
+    assert {id(source) for _, source in first} == {id(flood)}
+    busy_peer.sendall(b"".join(b"b %05d\n" % n for n in range(200, 400)))
+    quiet_peer.sendall(b"hello\n")
+    assert busy_end.recv(16, socket.MSG_PEEK) and quiet_end.recv(16, socket.MSG_PEEK)
+    reads.clear()
+    second = poller.poll(DEADLINE)
+    assert (b"hello\n", quiet) in second, "the quiet line waited behind the flood"
+    assert (quiet, PEEK_BUDGET) in reads
+    assert (busy, PEEK_BUDGET) not in reads, "a busy channel was cut into looks"
+    while len(got_busy) < 400:  # the busy one is read whole in its turn, in order
+        assert time.monotonic() < deadline, "the busy channel was never read again"
+        got_busy += [data for data, source in poller.poll(DEADLINE) if source is busy]
+    assert got_busy == [b"b %05d\n" % n for n in range(400)]
+    for closing in (busy, busy_peer, quiet, quiet_peer, flood, flood_peer):
         closing.close()
 
 
