@@ -11,11 +11,11 @@ short (``Registry.settle``). No other module calls the selector.
 """
 
 import selectors
-from typing import Callable, List, Optional, Set, Tuple
+from typing import Callable, Optional, Set, Tuple
 
 from ._errors import not_from_the_os
 
-__all__ = ["Ready", "drop_strays", "forget_fd", "select_fd", "still_selected", "unselect_fd"]
+__all__ = ["Ready", "drop_strays", "forget_fd", "select_fd", "unselect_fd"]
 
 Ready = Tuple[selectors.SelectorKey, int]
 """An item of ``select()``'s list: the key of a ready fd, and its events."""
@@ -122,17 +122,3 @@ def forget_fd(selector: selectors.BaseSelector, fd: int, data: object) -> None:
             if not_from_the_os(exc):
                 raise
     _unselect_sets(selector, fd)
-
-
-def still_selected(selector: selectors.BaseSelector, ready: List[Ready]) -> List[Ready]:
-    """What of an earlier ``select()``'s list still holds: the fds selected
-    for the same record now (with their current key), and events they are
-    still selected for. An fd unregistered since, or registered again for
-    another record, is left out."""
-    known = selector.get_map()
-    now: List[Ready] = []
-    for key, events in ready:
-        current = known.get(key.fd)
-        if current is not None and current.data is key.data and events & current.events:
-            now.append((current, events & current.events))
-    return now

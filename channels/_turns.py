@@ -25,14 +25,14 @@ again by every round: 0.48x asyncio's lines/s). So the channels take turns:
 """
 
 import selectors
-from typing import List
+from typing import List, Optional
 
 from ._accept import Acceptor
 from ._closing import flush_output
 from ._input import read_channel
 from ._records import Record, Server, Wakeup, Watched, WriteSide, record_of
 from ._registry import Registry
-from ._selecting import Ready, still_selected
+from ._selecting import Ready
 
 __all__ = ["PEEK_BUDGET", "READS_PER_POLL", "Turns"]
 
@@ -65,26 +65,41 @@ class Turns:
         self.rest: List[Ready] = []
         self.woken = False  # (the Poller's wakeup() was seen: poll() returns)
 
-    def next_ready(self) -> List[Ready]:
-        """The next few of the rest of the last ``select()``'s list (call it
-        only when there is a rest)."""
+    def take_rest(self, waiting: int, room: int) -> None:
+        """``take()`` the next few of the rest of the last ``select()``'s
+        list (call it only when there is a rest)."""
         rest = self.rest
         self.rest = rest[READS_PER_POLL:]
-        return still_selected(self._registry.selector, rest[:READS_PER_POLL])
+        self.take(rest[:READS_PER_POLL], waiting, room, self._registry.selector)
 
-    def take(self, ready: List[Ready], waiting: int, room: int) -> None:
+    def take(
+        self,
+        ready: List[Ready],
+        waiting: int,
+        room: int,
+        selector: Optional[selectors.BaseSelector] = None,
+    ) -> None:
         """Read the channels of ``ready`` in turn while fewer than ``room``
         frames wait (``waiting`` do already), then look at the next one that
         is not busy; flush those that can take output, accept clients, note
-        a wakeup. What is left of ``ready`` is next."""
+        a wakeup. What is left of ``ready`` is next. With the ``selector``
+        (``ready`` is an earlier list), each is looked up again as it comes:
+        one unregistered since, or whose number another record holds now, is
+        left out, and only the events still selected count."""
         registry = self._registry
         backlog = registry.backlog  # (read already: not again until handed out)
         unfinished = registry.unfinished
         reads = 0
         kept: List[Ready] = []  # (busy ones: read by a call with room, in turn)
+        known = None if selector is None else selector.get_map()
         for item in ready:
             key, events = item
             record = key.data
+            if known is not None:
+                current = known.get(key.fd)
+                if current is None or current.data is not record or not events & current.events:
+                    continue
+                key, events = current, events & current.events
             if type(record) is not Watched or not events & _READ:
                 self._dispatch(record_of(key), events)
                 continue

@@ -386,7 +386,7 @@ class Poller:
                 registry, self._audit.still_its_file, self._read_budget, room - waiting, peek
             )
         if self._turns.rest:
-            ready = self._turns.next_ready()
+            self._turns.take_rest(waiting, room)
         else:
             try:
                 ready = registry.selector.select(timeout)
@@ -395,8 +395,8 @@ class Poller:
                     raise
                 self._audit.find_bad_fds(exc)
                 ready = []
-        if ready:
-            self._turns.take(ready, waiting, room)
+            if ready:
+                self._turns.take(ready, waiting, room)
         if registry.pending:
             report_pending(registry, self._read_budget)
 
