@@ -208,11 +208,18 @@ class Peer:
             if chunk:
                 data += chunk
                 continue
-            left = deadline - time.monotonic()
-            assert left > 0, f"got {len(data)} of {size} bytes within {DEADLINE}s"
-            select.select([self.readable_fd], [], [], min(left, 0.2))
+            late = time.monotonic() >= deadline
+            assert not late, f"got {len(data)} of {size} bytes within {DEADLINE}s"
+            self.wait_for_output(deadline)
         assert len(data) == size, f"got {len(data)} bytes, expected {size}"
         return data
+
+    def wait_for_output(self, deadline: float) -> None:
+        """Wait until what the channel wrote (or its end) can be read, but
+        not past ``deadline`` (``time.monotonic()``), nor 0.2 s at a time."""
+        left = deadline - time.monotonic()
+        if left > 0:
+            select.select([self.readable_fd], [], [], min(left, 0.2))
 
 
 Maker = Callable[[BufferingArg], Tuple[Channel, Peer]]

@@ -168,7 +168,7 @@ def test_close_all_finishes_a_close_in_progress(
             got += data
             if ended:
                 break
-            time.sleep(0.001)
+            peer.wait_for_output(deadline)
         reader_done.set()
 
     if channel.closing:
@@ -205,7 +205,7 @@ def test_unregister_during_the_close_delivers_first(
             got += data
             if ended:
                 return
-            time.sleep(0.001)
+            peer.wait_for_output(deadline)
 
     reader = threading.Thread(target=read_all)
     reader.start()
@@ -252,7 +252,7 @@ def test_flush_after_close_waits_for_the_background_delivery(
         deadline = time.monotonic() + DEADLINE
         while len(got) < len(PAYLOAD) and time.monotonic() < deadline:
             got.extend(peer.take()[0])
-            time.sleep(0.001)
+            peer.wait_for_output(deadline)
 
     reader = threading.Thread(target=read_all)
     reader.start()
