@@ -93,8 +93,9 @@ def read_unfinished(
     room: int,
     peek: int,
 ) -> int:
-    """Read the channels that may have more without select() saying so
-    (those whose fd ``still_its_file``) while they gave fewer than ``room``
+    """Read the channels known to have more, without select() (read to
+    their budget, resumed, or busy ones a call had no room for; those whose
+    fd ``still_its_file``) while they gave fewer than ``room``
     frames; return how many came. With no room at all, read the first in
     turn for ``peek`` bytes (if not 0) and put it at the back of the line:
     each is served within a few calls however much waits."""

@@ -84,7 +84,7 @@ class Registry:
         # Servers with a client being accepted (channels._accept), by identity.
         self.arriving: Dict[int, Server] = {}
         self.pending: Dict[int, Watched] = {}  # CLOSED, LOST, STALE, BROKEN: reported next
-        self.unfinished: Dict[int, Watched] = {}  # OPEN, read by the next poll without waiting
+        self.unfinished: Dict[int, Watched] = {}  # OPEN, read first by the next poll with room
         self.busy: Set[int] = set()  # channels whose last read gave a call's worth or more
         self.closing: Dict[int, Watched] = {}  # CLOSING, DELIVERING: the loop finishes them
         self.servers: Dict[int, Server] = {}  # by identity, selected or not (backing off, cap)

@@ -385,9 +385,11 @@ class Poller:
             waiting += read_unfinished(
                 registry, self._audit.still_its_file, self._read_budget, room - waiting, peek
             )
-        if self._turns.rest:
-            self._turns.take_rest(waiting, room)
-        else:
+        turns = self._turns
+        # (a call selects unless the rest of the last list gave it its turn:
+        # a quiet peer's line, not in that rest, comes in the next call)
+        left = turns.take_rest(waiting, room) if turns.rest and waiting < room else waiting
+        if left is not None:
             try:
                 ready = registry.selector.select(timeout)
             except (OSError, ValueError) as exc:
@@ -396,7 +398,7 @@ class Poller:
                 self._audit.find_bad_fds(exc)
                 ready = []
             if ready:
-                self._turns.take(ready, waiting, room)
+                turns.take(ready, left, room)
         if registry.pending:
             report_pending(registry, self._read_budget)
 
