@@ -99,16 +99,20 @@ def read_unfinished(
     frames; return how many came. With no room at all, read the first in
     turn for ``peek`` bytes (if not 0) and put it at the back of the line:
     each is served within a few calls however much waits."""
+    if room <= 0 and not peek:
+        return 0
     backlog = registry.backlog
     unfinished = registry.unfinished
     got = 0
     for watched in list(unfinished.values()):
-        if watched.key not in backlog and watched.ready and still_its_file(watched):
+        if watched.key not in backlog and watched.ready:
+            if got >= room and not (room <= 0 and peek):
+                break
+            if not still_its_file(watched):
+                continue
             if got < room:
                 got += read_channel(registry, watched, budget)
-            elif room <= 0 and peek:
+            else:
                 del unfinished[watched.key]  # (back in at the end if it still is)
                 return read_channel(registry, watched, peek)
-            else:
-                break
     return got
