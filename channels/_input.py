@@ -17,7 +17,7 @@ from ._records import Watched
 from ._registry import Registry
 from .events import MIN_SHARE, frames_held
 
-__all__ = ["read_channel", "read_unfinished"]
+__all__ = ["hold_back", "read_channel", "read_unfinished", "release_held_back"]
 
 _LOGGER = logging.getLogger("channels.poller")
 
@@ -58,6 +58,8 @@ def read_channel(registry: Registry, watched: Watched, budget: int) -> int:
         got = frames_held(results[before:])
     if got >= MIN_SHARE:
         registry.busy.add(id(channel))
+        if id(channel) not in registry.held_back and watched.ready:
+            hold_back(registry, watched)
     elif registry.busy:
         registry.busy.discard(id(channel))
     return got
@@ -116,3 +118,29 @@ def read_unfinished(
                 del unfinished[watched.key]  # (back in at the end if it still is)
                 return read_channel(registry, watched, peek)
     return got
+
+
+def hold_back(registry: Registry, watched: Watched) -> None:
+    """Stop selecting a busy OPEN channel for reading while the poll loop
+    knows it has input (frames waiting to be handed out, or more to read):
+    ``select()`` would only report it again and again, at every call.
+    ``release_held_back()`` ends it."""
+    registry.held_back[watched.key] = watched
+    registry.sync(watched)
+
+
+def release_held_back(registry: Registry) -> None:
+    """For each held-back channel with nothing waiting or to read now: one
+    still busy is read next without ``select()``, in turn (it joins
+    ``registry.unfinished``); another is selected for reading again."""
+    held_back = registry.held_back
+    unsettled = registry.unsettled
+    for key in held_back.keys() - registry.backlog - registry.unfinished.keys():
+        watched = held_back[key]
+        if key in registry.busy:
+            registry.unfinished[key] = watched
+        else:
+            cut_short = key in unsettled
+            unsettled[key] = watched  # (a raise from here: settle() selects it)
+            del held_back[key]
+            registry.sync(watched, cut_short)

@@ -86,6 +86,7 @@ class Registry:
         self.pending: Dict[int, Watched] = {}  # CLOSED, LOST, STALE, BROKEN: reported next
         self.unfinished: Dict[int, Watched] = {}  # OPEN, read first by the next poll with room
         self.busy: Set[int] = set()  # channels whose last read gave a call's worth or more
+        self.held_back: Dict[int, Watched] = {}  # busy, input known: not selected (_input)
         self.closing: Dict[int, Watched] = {}  # CLOSING, DELIVERING: the loop finishes them
         self.servers: Dict[int, Server] = {}  # by identity, selected or not (backing off, cap)
         # Told when a client no longer counts against its server's cap.
@@ -197,6 +198,7 @@ class Registry:
         if state is not OPEN:
             self.unfinished.pop(key, None)
             self.busy.discard(key)
+            self.held_back.pop(key, None)
             self._leave_server(watched)
         if state in _PENDING:
             self.pending[key] = watched
@@ -287,7 +289,8 @@ class Registry:
     def _sync(self, watched: Watched) -> None:
         state = watched.state
         watched.ready = ready = state is OPEN and not watched.paused
-        read = selectors.EVENT_READ if ready and not watched.always_readable else 0
+        unselected = watched.always_readable or watched.key in self.held_back
+        read = selectors.EVENT_READ if ready and not unselected else 0
         write = selectors.EVENT_WRITE if watched.writing and state in _WRITABLE else 0
         try:
             if watched.write_side is None:

@@ -32,7 +32,7 @@ from typing import List, Optional, Set
 
 from ._accept import Acceptor
 from ._closing import flush_output
-from ._input import read_channel
+from ._input import hold_back, read_channel
 from ._records import Record, Server, Wakeup, Watched, WriteSide, record_of
 from ._registry import Registry
 from ._selecting import Ready
@@ -131,6 +131,8 @@ class Turns:
                     reads += 1
                 elif channel_id in registry.busy:
                     unfinished[channel_id] = record  # (it keeps its turn)
+                    if channel_id not in registry.held_back:
+                        hold_back(registry, record)
                 elif lookable is None or (
                     lookable.key in self.looked and channel_id not in self.looked
                 ):

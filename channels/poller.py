@@ -39,7 +39,7 @@ from ._closing import (
 )
 from ._errors import not_from_the_os
 from ._fds import WINDOWS_SELECT_LIMIT, current_pid
-from ._input import read_unfinished
+from ._input import read_unfinished, release_held_back
 from ._protocols import ChannelLike
 from ._records import Wakeup
 from ._registry import Registry
@@ -341,6 +341,8 @@ class Poller:
             registry.settle()
         if registry.arriving:
             self._acceptor.finish_arrivals()
+        if registry.held_back:
+            release_held_back(registry)
         if registry.batches:  # a round under way: no reading until it is out
             return
         now = time.monotonic()
