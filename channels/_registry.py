@@ -15,6 +15,7 @@ once), as are the selector calls it cut short (``channels._selecting``).
 import logging
 import selectors
 import time
+from collections import OrderedDict
 from typing import Callable, Dict, List, NoReturn, Optional, Set, Tuple
 
 from ._errors import not_from_the_os
@@ -81,12 +82,12 @@ class Registry:
         self._depth = 0
         self.adding: Dict[int, Watched] = {}
         self.unsettled: Dict[int, Watched] = {}
-        # Servers with a client being accepted (channels._accept), by identity.
-        self.arriving: Dict[int, Server] = {}
+        self.arriving: Dict[int, Server] = {}  # with a client being accepted (_accept)
         self.pending: Dict[int, Watched] = {}  # CLOSED, LOST, STALE, BROKEN: reported next
-        self.unfinished: Dict[int, Watched] = {}  # OPEN, read first by the next poll with room
+        self.unfinished: OrderedDict[int, Watched] = OrderedDict()  # OPEN, read first, in turn
         self.busy: Set[int] = set()  # channels whose last read gave a call's worth or more
         self.held_back: Dict[int, Watched] = {}  # busy, input known: not selected (_input)
+        self.holding = True  # (False while poll_batches() reads: it hands out all)
         self.closing: Dict[int, Watched] = {}  # CLOSING, DELIVERING: the loop finishes them
         self.servers: Dict[int, Server] = {}  # by identity, selected or not (backing off, cap)
         # Told when a client no longer counts against its server's cap.

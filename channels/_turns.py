@@ -8,17 +8,20 @@ again by every round: 0.48x asyncio's lines/s). So the channels take turns:
 
 - a call reads the ready channels in turn while fewer than ``room`` frames
   wait (what earlier calls left, and what it read), ``READS_PER_POLL`` at
-  most; the rest of the ready list is read first by the next calls with
-  room (``Turns``). Every call selects but one that read ``READS_PER_POLL``
-  channels of that rest: what became ready since is seen by the next call;
-- once ``room`` frames wait, a call still looks at one channel ``select()``
-  reported that is not busy, reading only ``PEEK_BUDGET`` bytes of it: a
-  quiet peer's line comes in the next call while another floods, and a
-  flood grows what waits by less than a call hands out. Quiet ones take
-  turns (``Turns.looked``). A busy channel (its last read gave
-  ``MIN_SHARE`` frames or more: ``registry.busy``) keeps its turn for a
-  call with room (it joins ``registry.unfinished``, which such a call reads
-  first); peeking at it again would only cut its reads small;
+  most; the rest of the ready list is read first by the next calls, before
+  they select again (``Turns``). A call that finds no turn in that rest
+  (nothing there to read or look at) selects: what became ready since is
+  seen by the next call;
+- once ``room`` frames wait, a call still looks at the next channel in turn
+  that is not busy, reading only ``PEEK_BUDGET`` bytes of it: a quiet peer's
+  line comes in the next call while another floods, and a flood grows what
+  waits by less than a call hands out. A busy channel (its last read gave
+  ``MIN_SHARE`` frames or more: ``registry.busy``) keeps its turn for a call
+  with room: it joins ``registry.unfinished``, which such a call reads
+  first. Once ``poll()`` read it, it is not selected for reading at all
+  while its frames wait and it stays busy (read in turn without
+  ``select()``: ``channels._input.hold_back``), so the list of each
+  ``select()`` holds the others, not every flooder again;
 - channels read to their budget (``registry.unfinished``: more may wait,
   perhaps where ``select()`` cannot see it) are read first by a call with
   room; while two calls' worth waits, the first of them in turn gets a look
@@ -28,11 +31,11 @@ again by every round: 0.48x asyncio's lines/s). So the channels take turns:
 """
 
 import selectors
-from typing import List, Optional, Set
+from typing import List, Optional
 
 from ._accept import Acceptor
 from ._closing import flush_output
-from ._input import hold_back, read_channel
+from ._input import read_channel
 from ._records import Record, Server, Wakeup, Watched, WriteSide, record_of
 from ._registry import Registry
 from ._selecting import Ready
@@ -49,46 +52,35 @@ of frames waits already: a quiet peer's line comes in the next call, and a
 flooding peer adds less than a call hands out."""
 
 
-_LOOKED_MAX = 1024  # (ids of channels gone since stay until a clear)
-
 _READ = selectors.EVENT_READ
 _WRITE = selectors.EVENT_WRITE
 
 
 class Turns:
     """Where a Poller is in the list of ready channels: the rest of the last
-    ``select()``'s list, read by the next calls with room, a few at a time
-    (it may be long, and each is looked up again first: it may have been
-    unregistered, or its number reused, since); and which channels that are
-    not busy were looked at lately (each gets its look in turn)."""
+    ``select()``'s list is taken before selecting again, a few at a time (it
+    may be long, and each is looked up again first: it may have been
+    unregistered, or its number reused, since)."""
 
-    __slots__ = ("_acceptor", "_budget", "_registry", "looked", "rest", "woken")
+    __slots__ = ("_acceptor", "_budget", "_registry", "rest", "woken")
 
     def __init__(self, registry: Registry, acceptor: Acceptor, budget: int) -> None:
         self._registry = registry
         self._acceptor = acceptor
         self._budget = budget  # (bytes a read takes from one channel at most)
         self.rest: List[Ready] = []
-        self.looked: Set[int] = set()  # (channels by identity, since all had a look)
         self.woken = False  # (the Poller's wakeup() was seen: poll() returns)
 
     def take_rest(self, waiting: int, room: int) -> Optional[int]:
         """``take()`` the rest of the last ``select()``'s list, a few at a
-        time, while fewer than ``room`` frames wait (call it only then, and
-        when there is a rest); return as ``take()``. Each item is looked up
-        again first: one unregistered since, or whose number another record
-        holds now, is left out, and only the events still selected count."""
-        known = self._registry.selector.get_map()
+        time, until the call had its turn or the rest is gone (call it only
+        when there is a rest); return as ``take()``."""
+        selector = self._registry.selector
         left: Optional[int] = waiting
-        while left is not None and left < room and self.rest:
+        while left is not None and self.rest:
             rest = self.rest
             self.rest = rest[READS_PER_POLL:]
-            still: List[Ready] = []
-            for key, events in rest[:READS_PER_POLL]:
-                current = known.get(key.fd)
-                if current is not None and current.data is key.data and events & current.events:
-                    still.append((current, events & current.events))
-            left = self.take(still, left, room, earlier=True)
+            left = self.take(rest[:READS_PER_POLL], left, room, selector)
         return left
 
     def take(
@@ -96,31 +88,33 @@ class Turns:
         ready: List[Ready],
         waiting: int,
         room: int,
-        earlier: bool = False,
+        selector: Optional[selectors.BaseSelector] = None,
     ) -> Optional[int]:
         """Read the channels of ``ready`` in turn while fewer than ``room``
-        frames wait (``waiting`` do already); flush those that can take
-        output, accept clients, note a wakeup. Return how many frames wait
-        now, or None if the call had its turn: it read ``READS_PER_POLL``
-        channels, what is left of ``ready`` is next, and the call selects no
-        more.
-
-        Once ``room`` frames wait, a fresh list is walked to its end: a busy
-        channel joins ``registry.unfinished`` (the next call with room reads
-        it first), and one that is not busy gets a ``PEEK_BUDGET`` look, the
-        first not ``looked`` at lately. What is left of an ``earlier`` list
-        (the rest of one) is left for a call with room instead."""
+        frames wait (``waiting`` do already), then look at the next one that
+        is not busy; flush those that can take output, accept clients, note
+        a wakeup. A busy one met with no room keeps its turn: it joins
+        ``registry.unfinished``, which the next call with room reads first.
+        Return how
+        many frames wait now, or None if the call had its turn (it read
+        ``READS_PER_POLL`` channels, or looked at one): what is left of
+        ``ready`` is next, and the call selects no more. With the
+        ``selector`` (``ready`` is an earlier list), each is looked up again
+        as it comes: one unregistered since, or whose number another record
+        holds now, is left out, and only the events still selected count."""
         registry = self._registry
         backlog = registry.backlog  # (read already: not again until handed out)
         unfinished = registry.unfinished
         reads = 0
-        lookable: Optional[Watched] = None  # (not busy, found with no room)
+        known = None if selector is None else selector.get_map()
         for item in ready:
-            if earlier and waiting >= room:
-                self.rest[:0] = ready[ready.index(item) :]
-                return waiting
             key, events = item
             record = key.data
+            if known is not None:
+                current = known.get(key.fd)
+                if current is None or current.data is not record or not events & current.events:
+                    continue
+                key, events = current, events & current.events
             if type(record) is not Watched or not events & _READ:
                 self._dispatch(record_of(key), events)
                 continue
@@ -130,13 +124,10 @@ class Turns:
                     waiting += read_channel(registry, record, self._budget)
                     reads += 1
                 elif channel_id in registry.busy:
-                    unfinished[channel_id] = record  # (it keeps its turn)
-                    if channel_id not in registry.held_back:
-                        hold_back(registry, record)
-                elif lookable is None or (
-                    lookable.key in self.looked and channel_id not in self.looked
-                ):
-                    lookable = record
+                    unfinished[channel_id] = record
+                else:
+                    read_channel(registry, record, PEEK_BUDGET)
+                    reads = READS_PER_POLL
                 if events & _WRITE:
                     flush_output(registry, record)
                 if reads == READS_PER_POLL:
@@ -144,18 +135,7 @@ class Turns:
                     return None
             elif events & _WRITE:
                 flush_output(registry, record)
-        if lookable is not None:
-            self._look_at(lookable)
         return waiting
-
-    def _look_at(self, watched: Watched) -> None:
-        """Read ``PEEK_BUDGET`` of a channel that is not busy, with a call's
-        worth waiting already: its line comes in this call."""
-        looked = self.looked
-        if watched.key in looked or len(looked) >= _LOOKED_MAX:
-            looked.clear()  # (every one in sight had its look: again)
-        looked.add(watched.key)
-        read_channel(self._registry, watched, PEEK_BUDGET)
 
     def _dispatch(self, record: Record, events: int) -> None:
         """Act on one ready fd that is not a channel with input."""

@@ -379,18 +379,24 @@ class Poller:
             timeout = finish_closing(registry, now, timeout)
         if timeout is not None and timeout > MAX_WAIT:
             timeout = MAX_WAIT  # (the loop in _gather waits again)
+        registry.holding = room < sys.maxsize
         # (what waits from earlier calls, then what this call read)
         waiting = frames_held(registry.results) if registry.results and room < sys.maxsize else 0
         unfinished = registry.unfinished
         if unfinished:
             peek = PEEK_BUDGET if waiting >= room + room else 0  # (see channels._turns)
             waiting += read_unfinished(
-                registry, self._audit.still_its_file, self._read_budget, room - waiting, peek
+                registry,
+                self._audit.still_its_file,
+                self._read_budget,
+                room - waiting,
+                peek=peek,
+                reads=READS_PER_POLL,
             )
         turns = self._turns
         # (a call selects unless the rest of the last list gave it its turn:
         # a quiet peer's line, not in that rest, comes in the next call)
-        left = turns.take_rest(waiting, room) if turns.rest and waiting < room else waiting
+        left = turns.take_rest(waiting, room) if turns.rest else waiting
         if left is not None:
             try:
                 ready = registry.selector.select(timeout)

@@ -9,6 +9,7 @@ from typing import List
 import pytest
 
 from channels import PipeChannel, Poller, SocketChannel
+from channels.poller import HAND_OUT
 from channels.testing import TestChannel
 
 from ..conftest import DEADLINE, Interrupted, poll_until, watched_fds
@@ -52,6 +53,41 @@ def test_an_fd_number_reused_by_another_file_is_never_read_again(poller: Poller)
     channel.close()
     os.close(fd)
     os.close(w)
+    theirs.close()
+
+
+def test_a_busy_channels_fd_reused_while_its_lines_wait_is_never_read_again(
+    poller: Poller,
+) -> None:
+    # A busy channel is read in turn without select() while its lines wait
+    # to be handed out: its number going to another socket meanwhile must be
+    # noticed before it is read again (fails without the fstat check: the
+    # periodic fd audit would notice it only a quarter second later).
+    mine, theirs = socket.socketpair()
+    channel = SocketChannel(mine, buffering="line")
+    poller.register(channel)
+    data = b"".join(b"line %05d\n" % index for index in range(3 * HAND_OUT))
+    theirs.sendall(data)  # (three calls' worth: read whole, then handed out)
+    got = [data for data, _ in poller.poll(DEADLINE)]
+    assert len(got) == HAND_OUT  # more waits: the channel is busy, held back
+    fd = channel.get_fd()
+    os.close(fd)  # behind its back (its socket object still has the number) ...
+    other, other_peer = socket.socketpair()  # ... and goes to another socket
+    if other.fileno() == fd:
+        other.detach()
+    else:
+        os.dup2(other.fileno(), fd)
+        other.close()
+    other_peer.sendall(b"not the channel's data\n")
+    results = poll_until(poller, lambda res: (b"", channel) in res)
+    got += [line for line, _ in results if line]
+    assert data.startswith(b"".join(got))  # its own lines, in order, then its end
+    assert len(got) > HAND_OUT
+    assert os.read(fd, 100) == b"not the channel's data\n"  # nothing was stolen
+    mine.detach()  # (the number is the other socket's: not closed by this one)
+    channel.close()
+    os.close(fd)
+    other_peer.close()
     theirs.close()
 
 
