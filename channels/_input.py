@@ -147,7 +147,7 @@ def release_held_back(registry: Registry) -> None:
     unsettled = registry.unsettled
     for key in held_back.keys() - registry.backlog - registry.unfinished.keys():
         watched = held_back[key]
-        if key in registry.busy:
+        if key in registry.busy and watched.ready:
             registry.unfinished[key] = watched
         else:
             cut_short = key in unsettled

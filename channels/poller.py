@@ -341,8 +341,6 @@ class Poller:
             registry.settle()
         if registry.arriving:
             self._acceptor.finish_arrivals()
-        if registry.held_back:
-            release_held_back(registry)
         if registry.batches:  # a round under way: no reading until it is out
             return
         now = time.monotonic()
@@ -350,6 +348,8 @@ class Poller:
         while True:
             if registry.backlog and not registry.results:  # (a read cut short: go again)
                 registry.backlog = set()
+            if registry.held_back:  # (before any wait: select() must see them again)
+                release_held_back(registry)
             left = None if deadline is None else (deadline - now if deadline > now else 0.0)
             if registry.pending or registry.unfinished or registry.results or self._turns.rest:
                 wait: Optional[float] = 0  # there is news already: do not wait

@@ -9,10 +9,13 @@ items keep their order, its close after its last frame.
 """
 
 import contextlib
+import selectors
 import socket
 import sys
+import threading
 import time
-from typing import Callable, Dict, List, NoReturn, Set, Tuple
+from selectors import SelectorKey
+from typing import Callable, Dict, List, NoReturn, Optional, Set, Tuple, Type
 
 import pytest
 from hypothesis import given, settings
@@ -586,4 +589,86 @@ def test_a_read_cut_short_before_it_took_anything_is_done_again(
         poller.poll(DEADLINE)
     assert poller.poll(DEADLINE) == [(b"line\n", channel)]
     channel.close()
+    theirs.close()
+
+
+def test_poll_without_a_timeout_wakes_for_a_busy_channel_that_ran_dry(
+    selector_cls: Type[selectors.BaseSelector],
+) -> None:
+    # A busy channel is not selected while its lines wait; once they are out
+    # it is read again without select() and, found empty, must be selected
+    # again before poll(None) waits: else its next line never wakes the call
+    # (make bench stalled so, on one connection with a slower producer).
+    blocking = threading.Event()
+
+    class Announcing(selector_cls):  # type: ignore[valid-type,misc]
+        def select(self, timeout: Optional[float] = None) -> List[Tuple[SelectorKey, int]]:
+            if timeout is None or timeout > 0:
+                blocking.set()
+            return list(super().select(timeout))
+
+    mine, theirs = socket.socketpair()
+    done = threading.Event()
+    stalled = threading.Event()
+    with Poller(buffering="line", selector=Announcing) as poller:
+        channel = SocketChannel(mine, buffering="line")
+        poller.register(channel)
+
+        def watchdog() -> None:
+            if not done.wait(DEADLINE):
+                stalled.set()
+                poller.wakeup()
+
+        for round_ in range(3):
+            theirs.sendall(b"line\n" * (3 * HAND_OUT))  # busy: held back while they wait
+            got = 0
+            while got < 3 * HAND_OUT:
+                got += len(poller.poll(DEADLINE))
+            assert got == 3 * HAND_OUT
+            blocking.clear()
+            done.clear()
+            sender = threading.Thread(
+                target=lambda: blocking.wait(DEADLINE) and theirs.sendall(b"last\n")
+            )
+            guard = threading.Thread(target=watchdog)
+            sender.start()
+            guard.start()
+            results = poller.poll()  # no timeout: only the line can end it
+            done.set()
+            sender.join(DEADLINE)
+            guard.join(DEADLINE)
+            assert not stalled.is_set(), f"round {round_}: poll() did not wake for the line"
+            assert results == [(b"last\n", channel)]
+    theirs.close()
+
+
+def test_a_busy_channel_paused_while_its_lines_wait_is_not_read_nor_spun_on(
+    selector_cls: Type[selectors.BaseSelector],
+) -> None:
+    # Paused while held back from select(): when its lines are out, poll()
+    # neither reads it nor turns into a busy loop of select(0) calls; resumed,
+    # it is read at once.
+    calls: List[Optional[float]] = []
+
+    class Counting(selector_cls):  # type: ignore[valid-type,misc]
+        def select(self, timeout: Optional[float] = None) -> List[Tuple[SelectorKey, int]]:
+            calls.append(timeout)
+            return list(super().select(timeout))
+
+    mine, theirs = socket.socketpair()
+    with Poller(buffering="line", selector=Counting) as poller:
+        channel = SocketChannel(mine, buffering="line")
+        poller.register(channel)
+        theirs.sendall(b"line\n" * (3 * HAND_OUT))
+        got = len(poller.poll(DEADLINE))  # busy: held back while the rest waits
+        poller.pause_reading(channel)
+        theirs.sendall(b"more\n" * 10)
+        while got < 3 * HAND_OUT:
+            got += len(poller.poll(DEADLINE))
+        assert got == 3 * HAND_OUT
+        calls.clear()
+        assert poller.poll(0.2) == []  # paused: its "more" stays unread
+        assert len(calls) < 10, f"{len(calls)} select() calls in 0.2 s"
+        poller.resume_reading(channel)
+        assert poller.poll(DEADLINE) == [(b"more\n", channel)] * 10
     theirs.close()
