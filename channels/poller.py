@@ -273,6 +273,7 @@ class Poller:
         accepted client. ``poll_events()`` gives the same as typed events.
         """
         registry = self._registry
+        registry.holding = True
         self._gather(timeout, HAND_OUT)
         handed, batches, kept, backlog = hand_out(
             registry.batches, registry.results, registry.backlog, HAND_OUT
@@ -290,6 +291,7 @@ class Poller:
         ``ChannelClosed`` (with its ``reason`` and ``undelivered`` bytes) or
         ``ClientAccepted``."""
         registry = self._registry
+        registry.holding = True
         self._gather(timeout, HAND_OUT)
         handed, batches, kept, backlog = hand_out(
             registry.batches, registry.results, registry.backlog, HAND_OUT
@@ -310,6 +312,7 @@ class Poller:
         ``ClientAccepted`` come as in ``poll_events()``.
         """
         registry = self._registry
+        registry.holding = False  # (it hands out all: see channels._input.hold_back)
         self._gather(timeout, sys.maxsize)
         handed, batches, kept, backlog = hand_out(
             registry.batches, registry.results, registry.backlog, sys.maxsize
@@ -379,7 +382,6 @@ class Poller:
             timeout = finish_closing(registry, now, timeout)
         if timeout is not None and timeout > MAX_WAIT:
             timeout = MAX_WAIT  # (the loop in _gather waits again)
-        registry.holding = room < sys.maxsize
         # (what waits from earlier calls, then what this call read)
         waiting = frames_held(registry.results) if registry.results and room < sys.maxsize else 0
         unfinished = registry.unfinished
