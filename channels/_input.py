@@ -28,7 +28,9 @@ _FD_GONE_ERRNOS = frozenset({errno.EBADF, errno.ENOTSOCK})
 def read_channel(registry: Registry, watched: Watched, budget: int) -> int:
     """Read an OPEN channel: every frame it has, within ``budget`` bytes;
     return how many it gave (an event counts one), and mark it busy if that
-    was ``MIN_SHARE`` or more (``channels._turns``). It is not read again
+    was ``MIN_SHARE`` or more, not busy if fewer but some (``channels._turns``;
+    a dry read tells nothing of the peer's pace, but a held-back channel
+    found dry is watched by ``select()`` again). It is not read again
     until the poll hands out what it had: if a signal handler keeps
     interrupting that, what waits cannot grow without bound."""
     channel = watched.channel
@@ -56,13 +58,23 @@ def read_channel(registry: Registry, watched: Watched, budget: int) -> int:
         got = len(item[0]) if type(item) is tuple else 1
     else:
         got = frames_held(results[before:])
-    if got >= MIN_SHARE:
-        registry.busy.add(id(channel))
-        if registry.holding and id(channel) not in registry.held_back and watched.ready:
-            hold_back(registry, watched)
-    elif registry.busy:
-        registry.busy.discard(id(channel))
+    _note_pace(registry, watched, got)
     return got
+
+
+def _note_pace(registry: Registry, watched: Watched, got: int) -> None:
+    """Mark a channel that just gave ``got`` frames busy or not, and hold it
+    back from ``select()`` or watch it again (see ``read_channel()``)."""
+    key = id(watched.channel)
+    if got >= MIN_SHARE:
+        registry.busy.add(key)
+        if registry.holding and key not in registry.held_back and watched.ready:
+            hold_back(registry, watched)
+    elif got:
+        if registry.busy:
+            registry.busy.discard(key)
+    elif key in registry.held_back:  # (dry, read without select(): still busy)
+        _select_again(registry, watched)
 
 
 def _ended(registry: Registry, watched: Watched, exc: BaseException) -> bool:
@@ -144,13 +156,18 @@ def release_held_back(registry: Registry) -> None:
     still busy is read next without ``select()``, in turn (it joins
     ``registry.unfinished``); another is selected for reading again."""
     held_back = registry.held_back
-    unsettled = registry.unsettled
     for key in held_back.keys() - registry.backlog - registry.unfinished.keys():
         watched = held_back[key]
         if key in registry.busy and watched.ready:
             registry.unfinished[key] = watched
         else:
-            cut_short = key in unsettled
-            unsettled[key] = watched  # (a raise from here: settle() selects it)
-            del held_back[key]
-            registry.sync(watched, cut_short)
+            _select_again(registry, watched)
+
+
+def _select_again(registry: Registry, watched: Watched) -> None:
+    """End a channel's holding back: ``select()`` watches it again."""
+    key = watched.key
+    cut_short = key in registry.unsettled
+    registry.unsettled[key] = watched  # (a raise from here: settle() selects it)
+    del registry.held_back[key]
+    registry.sync(watched, cut_short)
