@@ -95,10 +95,9 @@ class Turns:
         is not busy; flush those that can take output, accept clients, note
         a wakeup. A busy one met with no room keeps its turn: it joins
         ``registry.unfinished``, which the next call with room reads first.
-        Return how
-        many frames wait now, or None if the call had its turn (it read
-        ``READS_PER_POLL`` channels, or looked at one): what is left of
-        ``ready`` is next, and the call selects no more. With the
+        Return how many frames wait now, or None if the call had its turn
+        (it read ``READS_PER_POLL`` channels, or looked at one): what is
+        left of ``ready`` is next, and the call selects no more. With the
         ``selector`` (``ready`` is an earlier list), each is looked up again
         as it comes: one unregistered since, or whose number another record
         holds now, is left out, and only the events still selected count."""
