@@ -20,7 +20,7 @@ import threading
 import time
 import traceback
 from types import FrameType
-from typing import Callable, Dict, Iterator, List, Optional, Tuple, Type, TypeVar
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Type, TypeVar
 
 import pytest
 
@@ -789,3 +789,54 @@ def test_a_selector_call_cut_between_the_kernel_and_the_map_is_redone(
     channel.close()
     for fd in (feed, drain):
         os.close(fd)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("point", ["hold_back", "_select_again"])
+def test_a_hold_back_cut_short_loses_no_line_and_the_channel_is_selected_again(
+    cutter: Callable[[], None],
+    point: str,
+    make_poller: Callable[..., Poller],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A handler's raise lands where ``poll()`` has just marked a busy
+    channel held back from ``select()`` (or no longer held back), before the
+    selector call: every line still comes once, in order, and a line sent
+    after the flood is seen by ``poll(None)``: the channel is selected again,
+    not left out of the selector for good."""
+    poller = make_poller()
+    mine, theirs = socket.socketpair()
+    channel = SocketChannel(mine, buffering="line")
+    poller.register(channel)
+    registry = poller._registry
+    sync = registry.sync
+    cuts: List[str] = []
+
+    def cut_in(*args: Any, **kwargs: Any) -> None:
+        if sys._getframe(1).f_code.co_name == point and not cuts:
+            cuts.append(point)
+            cutter()
+        sync(*args, **kwargs)
+
+    monkeypatch.setattr(registry, "sync", cut_in)
+    count = 3000  # (three calls' worth, all waiting: one read makes it busy, held back)
+    with theirs, channel:
+        theirs.sendall(numbered(count))
+        got: List[bytes] = []
+        deadline = time.monotonic() + RUN_FOR
+        while len(got) < count:
+            assert time.monotonic() < deadline, f"{len(got)} of {count} lines came"
+            with contextlib.suppress(Cut):
+                got += [data for data, _ in poller.poll(0.1)]
+        for _ in range(10):  # (the flood is over: the next calls end its holding back)
+            with contextlib.suppress(Cut):
+                assert poller.poll(0.01) == []
+        assert cuts == [point], "the raise never landed there"
+        check_lines(got, count)
+        theirs.sendall(b"last\n")
+        watchdog = threading.Timer(5, poller.wakeup)  # (a channel left out fails, not hangs)
+        watchdog.start()
+        try:
+            assert [data for data, _ in poller.poll(None)] == [b"last\n"]
+        finally:
+            watchdog.cancel()
