@@ -67,8 +67,10 @@ def _note_pace(registry: Registry, watched: Watched, got: int) -> None:
     back from ``select()`` or watch it again (see ``read_channel()``)."""
     key = id(watched.channel)
     if got >= MIN_SHARE:
+        if not watched.ready:  # (it ended in this read: its move forgot it, so do we)
+            return
         registry.busy.add(key)
-        if registry.holding and key not in registry.held_back and watched.ready:
+        if registry.holding and key not in registry.held_back:
             hold_back(registry, watched)
     elif got:
         if registry.busy:

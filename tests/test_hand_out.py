@@ -672,3 +672,45 @@ def test_a_busy_channel_paused_while_its_lines_wait_is_not_read_nor_spun_on(
         poller.resume_reading(channel)
         assert poller.poll(DEADLINE) == [(b"more\n", channel)] * 10
     theirs.close()
+
+
+def test_a_poller_keeps_nothing_of_the_busy_channels_that_ended(
+    make_poller: Callable[..., Poller],
+) -> None:
+    """Clients whose last read gave ``MIN_SHARE`` lines or more and their
+    close (a full read, then the end: one read of the Poller's): once each
+    close is reported, the Poller's marks of busy and held-back channels
+    hold none of them (a server living through many such clients must not
+    keep a mark per client)."""
+    poller = make_poller(buffering="line")
+    registry = poller._registry
+    clients = 50
+    ended: List[SocketChannel] = []
+    for number in range(clients):
+        mine, theirs = socket.socketpair()
+        with theirs:
+            theirs.sendall(_numbered_block(number))
+        ended.append(SocketChannel(mine, buffering="line"))
+        poller.register(ended[-1])
+    closed = lines = 0
+    deadline = time.monotonic() + DEADLINE
+    try:
+        while closed < clients:
+            assert time.monotonic() < deadline, f"{closed} of {clients} closes came"
+            for data, _ in poller.poll(DEADLINE):
+                closed += not data
+                lines += bool(data)
+        assert lines == clients * len(_numbered_block(0).splitlines())
+        assert not registry.busy
+        assert not registry.held_back
+        assert not registry.unfinished
+    finally:
+        for channel in ended:
+            channel.close()
+
+
+def _numbered_block(number: int) -> bytes:
+    """``READ_SIZE`` bytes of 32-byte lines that say whose they are."""
+    block = b"".join(b"%15d %15d\n" % (number, line) for line in range(READ_SIZE // 32))
+    assert len(block) == READ_SIZE and len(block) // 32 >= MIN_SHARE
+    return block
