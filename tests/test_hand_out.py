@@ -688,6 +688,8 @@ def test_a_poller_keeps_nothing_of_the_busy_channels_that_ended(
     ended: List[SocketChannel] = []
     for number in range(clients):
         mine, theirs = socket.socketpair()
+        theirs.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)  # (it all fits:
+        mine.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)  # macOS's are 8 KiB)
         with theirs:
             theirs.sendall(_numbered_block(number))
         ended.append(SocketChannel(mine, buffering="line"))

@@ -806,6 +806,8 @@ def test_a_hold_back_cut_short_loses_no_line_and_the_channel_is_selected_again(
     not left out of the selector for good."""
     poller = make_poller()
     mine, theirs = socket.socketpair()
+    theirs.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)  # (it all fits:
+    mine.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)  # macOS's are 8 KiB)
     channel = SocketChannel(mine, buffering="line")
     poller.register(channel)
     registry = poller._registry
