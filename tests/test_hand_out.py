@@ -37,6 +37,7 @@ from channels.events import (
     hand_out,
 )
 from channels.poller import HAND_OUT, READS_PER_POLL
+from channels.testing import TestChannel
 
 from .conftest import DEADLINE
 
@@ -709,6 +710,27 @@ def test_a_poller_keeps_nothing_of_the_busy_channels_that_ended(
     finally:
         for channel in ended:
             channel.close()
+
+
+def test_a_channel_read_to_its_end_in_one_read_is_not_kept_busy(
+    make_poller: Callable[..., Poller],
+) -> None:
+    """A channel class that reads until there is nothing more (``TestChannel``,
+    as custom channels may) meets its end in the read that gives its last
+    lines: once the close is reported, no mark of it is left."""
+    poller = make_poller(buffering="line")
+    with TestChannel(buffering="line") as channel:
+        poller.register(channel)
+        channel.put(b"".join(b"%d\n" % line for line in range(2 * MIN_SHARE)))
+        channel.put_eof()
+        got: List[bytes] = []
+        deadline = time.monotonic() + DEADLINE
+        while b"" not in got:
+            assert time.monotonic() < deadline, "the close never came"
+            got += [data for data, _ in poller.poll(DEADLINE)]
+        assert got == [b"%d\n" % line for line in range(2 * MIN_SHARE)] + [b""]
+        registry = poller._registry
+        assert not (registry.busy or registry.held_back or registry.unfinished)
 
 
 def _numbered_block(number: int) -> bytes:
