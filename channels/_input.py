@@ -17,7 +17,7 @@ from ._records import Watched
 from ._registry import Registry
 from .events import MIN_SHARE, frames_held
 
-__all__ = ["hold_back", "read_channel", "read_unfinished", "release_held_back"]
+__all__ = ["read_channel", "read_unfinished", "release_held_back"]
 
 _LOGGER = logging.getLogger("channels.poller")
 
@@ -71,7 +71,7 @@ def _note_pace(registry: Registry, watched: Watched, got: int) -> None:
             return
         registry.busy.add(key)
         if registry.holding and key not in registry.held_back:
-            hold_back(registry, watched)
+            _hold_back(registry, watched)
     elif got:
         if registry.busy:
             registry.busy.discard(key)
@@ -141,7 +141,7 @@ def read_unfinished(
     return got
 
 
-def hold_back(registry: Registry, watched: Watched) -> None:
+def _hold_back(registry: Registry, watched: Watched) -> None:
     """Stop selecting a busy OPEN channel for reading while the poll loop
     knows it has input (frames waiting to be handed out, or more to read):
     ``select()`` would only report it again and again, at every call (at

@@ -20,7 +20,7 @@ again by every round: 0.48x asyncio's lines/s). So the channels take turns:
   with room: it joins ``registry.unfinished``, which such a call reads
   first. Once ``poll()`` read it, it is not selected for reading at all
   while its frames wait and it stays busy (read in turn without
-  ``select()``: ``channels._input.hold_back``), so the list of each
+  ``select()``: ``channels._input._hold_back``), so the list of each
   ``select()`` holds the others, not every flooder again;
 - channels read to their budget (``registry.unfinished``: more may wait,
   perhaps where ``select()`` cannot see it) are read first by a call with

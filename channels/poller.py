@@ -312,7 +312,7 @@ class Poller:
         ``ClientAccepted`` come as in ``poll_events()``.
         """
         registry = self._registry
-        registry.holding = False  # (it hands out all: see channels._input.hold_back)
+        registry.holding = False  # (it hands out all: see channels._input._hold_back)
         self._gather(timeout, sys.maxsize)
         handed, batches, kept, backlog = hand_out(
             registry.batches, registry.results, registry.backlog, sys.maxsize

@@ -792,7 +792,7 @@ def test_a_selector_call_cut_between_the_kernel_and_the_map_is_redone(
 
 
 @pytest.mark.timeout(30)
-@pytest.mark.parametrize("point", ["hold_back", "_select_again"])
+@pytest.mark.parametrize("point", ["_hold_back", "_select_again"])
 def test_a_hold_back_cut_short_loses_no_line_and_the_channel_is_selected_again(
     cutter: Callable[[], None],
     point: str,
