@@ -47,7 +47,7 @@ from ._records import (
     record_of,
     shape_of,
 )
-from ._selecting import forget_fd, select_fd, unselect_fd
+from ._selecting import forget_fd, key_of, select_fd, unselect_fd
 from .events import Batches, ChannelClosed, CloseReason, Held, Writable
 
 __all__ = ["UNFINISHED", "Registry"]
@@ -384,7 +384,7 @@ class Registry:
 
     def evict(self, fd: int) -> None:
         """Make room for ``fd``: whatever holds that number closed it behind our back."""
-        key = self.selector.get_map().get(fd)
+        key = key_of(self.selector, fd)
         if key is None:
             return
         record = record_of(key)

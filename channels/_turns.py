@@ -38,7 +38,7 @@ from ._closing import flush_output
 from ._input import read_channel
 from ._records import Record, Server, Wakeup, Watched, WriteSide, record_of
 from ._registry import Registry
-from ._selecting import Ready
+from ._selecting import Ready, key_of
 
 __all__ = ["PEEK_BUDGET", "READS_PER_POLL", "Turns"]
 
@@ -105,12 +105,11 @@ class Turns:
         backlog = registry.backlog  # (read already: not again until handed out)
         unfinished = registry.unfinished
         reads = 0
-        known = None if selector is None else selector.get_map()
         for item in ready:
             key, events = item
             record = key.data
-            if known is not None:
-                current = known.get(key.fd)
+            if selector is not None:
+                current = key_of(selector, key.fd)
                 if current is None or current.data is not record or not events & current.events:
                     continue
                 key, events = current, events & current.events
