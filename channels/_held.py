@@ -48,7 +48,8 @@ class HeldRecords:
         native = watched.native
         if native is None or native.watcher is not watched:
             self._by_identity[id(watched.channel)] = watched
-        self.dormant.pop(id(watched.channel), None)
+        if self.dormant:  # (a miss costs its pop a KeyError raised and caught)
+            self.dormant.pop(id(watched.channel), None)
 
     def rest(self, watched: Watched) -> None:
         """Hold ``watched`` weakly from now on: it is dormant."""
@@ -59,7 +60,7 @@ class HeldRecords:
         """Forget ``watched``, held or dormant."""
         self._unhold(watched)
         key = id(watched.channel)
-        if self.dormant.get(key) is watched:
+        if self.dormant and self.dormant.get(key) is watched:
             del self.dormant[key]
 
     def _unhold(self, watched: Watched) -> None:
