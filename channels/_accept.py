@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional, Tuple, cast
 from ._errors import not_from_the_os
 from ._records import Server
 from ._registry import Registry
-from .channel import SocketChannel, check_stream_socket, is_listening
+from .channel import SocketChannel, check_stream_socket, is_listening, peer_text
 from .events import ClientAccepted
 
 __all__ = ["ACCEPT_BACKOFF", "MAX_ACCEPTS_PER_POLL", "Acceptor"]
@@ -94,7 +94,7 @@ class Acceptor:
     """When to watch each server, and what to do with ``accept()``'s errors."""
 
     def __init__(
-        self, registry: Registry, make_client: Callable[[socket.socket], SocketChannel]
+        self, registry: Registry, make_client: Callable[[socket.socket, str], SocketChannel]
     ) -> None:
         self._registry = registry
         self._make_client = make_client
@@ -183,7 +183,8 @@ class Acceptor:
         try:
             client = server.client
             if client is None:
-                client = server.client = self._make_client(fresh)
+                peer = peer_text(server.pending[0][1], server.kind[0])
+                client = server.client = self._make_client(fresh, peer)
             watched = self._registry.watch(client)
         except (OSError, ValueError) as exc:  # gone already, or past select()'s limit
             if not_from_the_os(exc):

@@ -305,7 +305,13 @@ def _peer_name(sock: socket.socket) -> str:
         if not_from_the_os(exc):
             raise
         return "?"
-    if isinstance(address, tuple) and sock.family == getattr(socket, "AF_INET6", None):
+    return peer_text(address, sock.family)
+
+
+def peer_text(address: object, family: int) -> str:
+    """A peer's ``address`` as ``socket`` gives it, for messages: host:port,
+    [host]:port, unix:path (``family`` is the socket's)."""
+    if isinstance(address, tuple) and family == getattr(socket, "AF_INET6", None):
         return f"[{address[0]}]:{address[1]}"
     if isinstance(address, tuple):
         return f"{address[0]}:{address[1]}"
@@ -340,8 +346,23 @@ class SocketChannel(Channel):
             )
         _check_connected(sock)
         super().__init__(buffering=buffering, high_water=high_water, linger=linger)
+        self._wrap(sock, _peer_name(sock))
+
+    @classmethod
+    def _of_accepted(
+        cls, sock: socket.socket, peer: str, buffering: BufferingArg
+    ) -> "SocketChannel":
+        """A channel over a client socket ``accept()`` just gave, named
+        ``peer``: connected and a stream, so ``__init__``'s checks are left
+        out (three syscalls and two enum lookups: a quarter of an accept)."""
+        channel = cls.__new__(cls)
+        Channel.__init__(channel, buffering=buffering)
+        channel._wrap(sock, peer)
+        return channel
+
+    def _wrap(self, sock: socket.socket, peer: str) -> None:
         self._sock = sock
-        self._peer = _peer_name(sock)
+        self._peer = peer
         sock.setblocking(False)
 
     @property

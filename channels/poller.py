@@ -116,7 +116,7 @@ class Poller:
         self._strategy = as_buffering(buffering)
         self._registry = registry = Registry((selector or selectors.DefaultSelector)())
         self._acceptor = Acceptor(
-            registry, functools.partial(SocketChannel, buffering=self._strategy)
+            registry, functools.partial(SocketChannel._of_accepted, buffering=self._strategy)
         )
         self._audit = FdAudit(registry)
         self._turns = Turns(registry, self._acceptor, self._read_budget)

@@ -70,6 +70,63 @@ def test_add_server_accepts_unix_clients(poller: Poller, short_tmp: str) -> None
     server.close()
 
 
+def _ipv6_loopback() -> Optional[socket.socket]:
+    try:
+        sock = socket.socket(socket.AF_INET6)
+    except OSError:
+        return None
+    try:
+        sock.bind(("::1", 0))
+    except OSError:
+        sock.close()
+        return None
+    return sock
+
+
+@posix_only
+@pytest.mark.parametrize("family", ["ipv4", "ipv6", "unix named", "unix unnamed"])
+def test_an_accepted_client_is_named_by_its_address_and_does_not_block(
+    poller: Poller, short_tmp: str, family: str
+) -> None:
+    """Accepted clients skip SocketChannel's checks and getpeername(): named
+    from accept()'s address, they read as one made from the socket would."""
+    if family == "ipv4":
+        server = socket.socket()
+        server.bind(("127.0.0.1", 0))
+        client = socket.socket()
+    elif family == "ipv6":
+        found = _ipv6_loopback()
+        if found is None:
+            pytest.skip("no IPv6 loopback here")
+        server, client = found, socket.socket(socket.AF_INET6)
+    else:
+        server = socket.socket(socket.AF_UNIX)
+        server.bind(os.path.join(short_tmp, "server"))
+        client = socket.socket(socket.AF_UNIX)
+        if family == "unix named":
+            client.bind(os.path.join(short_tmp, "client"))
+    with server, client:
+        server.listen()
+        poller.add_server(server)
+        client.connect(server.getsockname())
+        (((_, accepted), _),) = poll_until(poller, lambda r: len(r) >= 1)
+        assert isinstance(accepted, SocketChannel)
+        port = client.getsockname()[1] if family.startswith("ip") else None
+        expected = {
+            "ipv4": f"127.0.0.1:{port}",
+            "ipv6": f"[::1]:{port}",
+            "unix named": f"unix:{os.path.join(short_tmp, 'client')}",
+            "unix unnamed": "unix:(unnamed)",
+        }[family]
+        with SocketChannel(accepted.sock.dup()) as made_here:
+            assert accepted.peer == expected == made_here.peer
+        assert f"peer={expected}" in repr(accepted)
+        assert accepted.sock.getblocking() is False
+        client.sendall(b"ping")
+        assert poll_until(poller, lambda r: len(r) >= 1) == [(b"ping", accepted)]
+        accepted.close()
+
+
 def test_several_waiting_clients_are_accepted(poller: Poller, tcp_server: socket.socket) -> None:
     poller.add_server(tcp_server)
     clients = [socket.create_connection(tcp_server.getsockname()) for _ in range(5)]
