@@ -39,7 +39,9 @@ class HeldRecords:
             if type(watcher) is Watched and watcher.owner is owner and watcher.channel is channel:
                 return watcher if watcher.state is not State.FORGOTTEN else None
         key = id(channel)
-        watched = self._by_identity.get(key) or self.dormant.get(key)
+        watched = self._by_identity.get(key)
+        if watched is None and self.dormant:  # (a miss raises and catches in there)
+            watched = self.dormant.get(key)
         return watched if watched is not None and watched.channel is channel else None
 
     def hold(self, watched: Watched) -> None:

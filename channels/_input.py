@@ -158,7 +158,10 @@ def release_held_back(registry: Registry) -> None:
     still busy is read next without ``select()``, in turn (it joins
     ``registry.unfinished``); another is selected for reading again."""
     held_back = registry.held_back
-    for key in held_back.keys() - registry.backlog - registry.unfinished.keys():
+    backlog = registry.backlog
+    unfinished = registry.unfinished
+    # (a list made by one comprehension: no set built from each of the three)
+    for key in [key for key in held_back if key not in backlog and key not in unfinished]:
         watched = held_back[key]
         if key in registry.busy and watched.ready:
             registry.unfinished[key] = watched
