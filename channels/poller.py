@@ -115,9 +115,8 @@ class Poller:
         self._read_budget = _checks.whole_number(read_budget, "read_budget (bytes)", 1)
         self._strategy = as_buffering(buffering)
         self._registry = registry = Registry((selector or selectors.DefaultSelector)())
-        self._acceptor = Acceptor(
-            registry, functools.partial(SocketChannel._of_accepted, buffering=self._strategy)
-        )
+        accepted = SocketChannel._of_accepted  # pyright: ignore[reportPrivateUsage] (its own package)
+        self._acceptor = Acceptor(registry, functools.partial(accepted, buffering=self._strategy))
         self._audit = FdAudit(registry)
         self._turns = Turns(registry, self._acceptor, self._read_budget)
         self._shutting_down = False
