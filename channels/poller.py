@@ -43,7 +43,7 @@ from ._input import read_unfinished, release_held_back
 from ._protocols import ChannelLike
 from ._records import Wakeup
 from ._registry import Registry
-from ._turns import PEEK_BUDGET, READS_PER_POLL, Turns
+from ._turns import CALL_READ, PEEK_BUDGET, READS_PER_POLL, Turns
 from .buffering import BufferingArg, as_buffering
 from .channel import SocketChannel
 from .events import (
@@ -62,6 +62,7 @@ from .events import (
 
 __all__ = [
     "ACCEPT_BACKOFF",
+    "CALL_READ",
     "DEFAULT_READ_BUDGET",
     "MAX_ACCEPTS_PER_POLL",
     "PEEK_BUDGET",
@@ -82,7 +83,8 @@ SelectorFactory = Callable[[], selectors.BaseSelector]
 
 DEFAULT_READ_BUDGET = MAX_READ_PER_CALL
 """Bytes one ``poll()`` takes from one channel at most (256 KiB), so a flooding
-peer cannot starve the others; the rest is read by the next ``poll()``."""
+peer cannot starve the others; the rest is read by the next ``poll()``.
+``poll()`` and ``poll_events()`` take at most ``CALL_READ`` of it."""
 
 HAND_OUT = 1024
 """Frames one ``poll()`` or ``poll_events()`` returns at most: past it, what
@@ -389,7 +391,7 @@ class Poller:
             waiting += read_unfinished(
                 registry,
                 self._audit.still_its_file,
-                self._read_budget,
+                self._turns.budget(room),
                 room - waiting,
                 peek=peek,
                 reads=READS_PER_POLL,

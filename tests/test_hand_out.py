@@ -8,6 +8,7 @@ peer's line is never stuck behind a flood. A call reads at most
 items keep their order, its close after its last frame.
 """
 
+import array
 import contextlib
 import selectors
 import socket
@@ -36,10 +37,10 @@ from channels.events import (
     frames_held,
     hand_out,
 )
-from channels.poller import HAND_OUT, READS_PER_POLL
+from channels.poller import CALL_READ, DEFAULT_READ_BUDGET, HAND_OUT, READS_PER_POLL
 from channels.testing import TestChannel
 
-from .conftest import DEADLINE
+from .conftest import DEADLINE, posix_only
 
 
 class Named:
@@ -228,6 +229,48 @@ def _flooded_pair(lines: int, tag: bytes) -> Tuple[SocketChannel, socket.socket]
     sent = theirs.send(data)
     assert sent > 200 * 1024, "the socket buffer took too little to test with"
     return SocketChannel(mine, buffering="line"), theirs
+
+
+def _unread(sock: socket.socket) -> int:
+    import fcntl  # noqa: PLC0415 - POSIX only
+    import termios  # noqa: PLC0415 - POSIX only
+
+    count = array.array("i", [0])
+    fcntl.ioctl(sock.fileno(), termios.FIONREAD, count)
+    return count[0]
+
+
+@posix_only
+@pytest.mark.parametrize(
+    ("call", "budget", "most", "least"),
+    [
+        ("poll", DEFAULT_READ_BUDGET, CALL_READ, CALL_READ),
+        ("poll_events", DEFAULT_READ_BUDGET, CALL_READ, CALL_READ),
+        ("poll_batches", DEFAULT_READ_BUDGET, DEFAULT_READ_BUDGET, DEFAULT_READ_BUDGET),
+        ("poll", 10_000, 10_000, 10_000),
+        ("poll_batches", 10_000, 10_000, 10_000),
+    ],
+)
+def test_a_call_reads_what_it_hands_out_from_a_channel_and_batches_the_budget(
+    selector_cls: Type[selectors.BaseSelector], call: str, budget: int, most: int, least: int
+) -> None:
+    """``poll()`` and ``poll_events()`` hand out ``HAND_OUT`` frames a call:
+    they read at most ``CALL_READ`` bytes of a channel's ``read_budget`` at a
+    time; ``poll_batches()`` hands out all it reads, and reads the budget."""
+    mine, theirs = socket.socketpair()
+    theirs.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+    mine.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    with theirs, Poller(buffering="line", selector=selector_cls, read_budget=budget) as poller:
+        data = b"".join(b"%07d .......................\n" % n for n in range(12_000))
+        theirs.sendall(data)  # (about 384 KiB: more than any budget here)
+        channel = SocketChannel(mine, buffering="line")
+        poller.register(channel)
+        assert _unread(mine) == len(data)
+        results = getattr(poller, call)(DEADLINE)
+        assert results
+        taken = len(data) - _unread(mine)
+        assert least <= taken <= most, f"{call}() read {taken} bytes"
+        channel.close()
 
 
 def _turns(busy: int) -> int:
