@@ -84,7 +84,8 @@ SelectorFactory = Callable[[], selectors.BaseSelector]
 DEFAULT_READ_BUDGET = MAX_READ_PER_CALL
 """Bytes one ``poll()`` takes from one channel at most (256 KiB), so a flooding
 peer cannot starve the others; the rest is read by the next ``poll()``.
-``poll()`` and ``poll_events()`` take at most ``CALL_READ`` of it."""
+``poll()`` and ``poll_events()`` take at most ``CALL_READ`` of it while
+several channels are busy."""
 
 HAND_OUT = 1024
 """Frames one ``poll()`` or ``poll_events()`` returns at most: past it, what

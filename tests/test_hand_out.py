@@ -240,37 +240,68 @@ def _unread(sock: socket.socket) -> int:
     return count[0]
 
 
-@posix_only
-@pytest.mark.parametrize(
-    ("call", "budget", "most", "least"),
-    [
-        ("poll", DEFAULT_READ_BUDGET, CALL_READ, CALL_READ),
-        ("poll_events", DEFAULT_READ_BUDGET, CALL_READ, CALL_READ),
-        ("poll_batches", DEFAULT_READ_BUDGET, DEFAULT_READ_BUDGET, DEFAULT_READ_BUDGET),
-        ("poll", 10_000, 10_000, 10_000),
-        ("poll_batches", 10_000, 10_000, 10_000),
-    ],
-)
-def test_a_call_reads_what_it_hands_out_from_a_channel_and_batches_the_budget(
-    selector_cls: Type[selectors.BaseSelector], call: str, budget: int, most: int, least: int
-) -> None:
-    """``poll()`` and ``poll_events()`` hand out ``HAND_OUT`` frames a call:
-    they read at most ``CALL_READ`` bytes of a channel's ``read_budget`` at a
-    time; ``poll_batches()`` hands out all it reads, and reads the budget."""
+def _flooded_socketpair(size: int) -> Tuple[socket.socket, socket.socket, int]:
     mine, theirs = socket.socketpair()
     theirs.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
     mine.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    data = b"".join(b"%07d .......................\n" % n for n in range(size // 32))
+    theirs.sendall(data)
+    assert _unread(mine) == len(data)
+    return mine, theirs, len(data)
+
+
+@posix_only
+@pytest.mark.parametrize("call", ["poll", "poll_events", "poll_batches"])
+@pytest.mark.parametrize("budget", [DEFAULT_READ_BUDGET, 10_000])
+def test_one_busy_channel_is_read_its_whole_budget(
+    selector_cls: Type[selectors.BaseSelector], call: str, budget: int
+) -> None:
+    """Alone, a flooding channel is read its whole ``read_budget`` a call by
+    every kind of poll (fewer, larger reads: the kernel's cost is per read)."""
+    mine, theirs, size = _flooded_socketpair(384 * 1024)
     with theirs, Poller(buffering="line", selector=selector_cls, read_budget=budget) as poller:
-        data = b"".join(b"%07d .......................\n" % n for n in range(12_000))
-        theirs.sendall(data)  # (about 384 KiB: more than any budget here)
         channel = SocketChannel(mine, buffering="line")
         poller.register(channel)
-        assert _unread(mine) == len(data)
-        results = getattr(poller, call)(DEADLINE)
-        assert results
-        taken = len(data) - _unread(mine)
-        assert least <= taken <= most, f"{call}() read {taken} bytes"
+        assert getattr(poller, call)(DEADLINE)
+        assert size - _unread(mine) == budget
         channel.close()
+
+
+@posix_only
+@pytest.mark.parametrize(("call", "most"), [("poll", CALL_READ), ("poll_batches", None)])
+def test_while_several_are_busy_poll_reads_each_what_a_call_hands_out(
+    selector_cls: Type[selectors.BaseSelector], call: str, most: Optional[int]
+) -> None:
+    """With two flooding channels (both busy), ``poll()`` reads at most
+    ``CALL_READ`` of one a call (it hands out ``HAND_OUT`` frames a call:
+    more would only wait); ``poll_batches()``, which hands out all it read,
+    still reads the whole budget."""
+    pairs = [_flooded_socketpair(768 * 1024) for _ in range(2)]
+    channels_ = [SocketChannel(mine, buffering="line") for mine, _, _ in pairs]
+    try:
+        with Poller(buffering="line", selector=selector_cls) as poller:
+            for channel in channels_:
+                poller.register(channel)
+            reads_while_busy: List[int] = []
+            for _ in range(200):  # (about 50 calls empty both with poll())
+                both_busy = len(poller._registry.busy) >= 2
+                before = [_unread(mine) for mine, _, _ in pairs]
+                if not getattr(poller, call)(0) and not any(before):
+                    break
+                taken = [was - _unread(mine) for was, (mine, _, _) in zip(before, pairs)]
+                if both_busy:
+                    reads_while_busy += [count for count in taken if count]
+            assert not any(_unread(mine) for mine, _, _ in pairs), "it stopped reading"
+    finally:
+        for channel in channels_:
+            channel.close()
+        for _, theirs, _ in pairs:
+            theirs.close()
+    assert reads_while_busy, "the two channels were never busy at once: no test"
+    if most is None:
+        assert max(reads_while_busy) == DEFAULT_READ_BUDGET
+    else:
+        assert max(reads_while_busy) <= most
 
 
 def _turns(busy: int) -> int:
