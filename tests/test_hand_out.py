@@ -220,11 +220,17 @@ def test_what_waits_is_never_copied_again() -> None:
     assert all(frames == reads[0] for frames in handed.values()) and len(handed) == 500
 
 
-def _flooded_pair(lines: int, tag: bytes) -> Tuple[SocketChannel, socket.socket]:
+def _roomy_socketpair() -> Tuple[socket.socket, socket.socket]:
+    """A socketpair whose buffers take about a MiB; the second end does not block."""
     mine, theirs = socket.socketpair()
     theirs.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
     mine.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
     theirs.setblocking(False)
+    return mine, theirs
+
+
+def _flooded_pair(lines: int, tag: bytes) -> Tuple[SocketChannel, socket.socket]:
+    mine, theirs = _roomy_socketpair()
     data = b"".join(b"%s %07d .........\n" % (tag, n) for n in range(lines))
     sent = theirs.send(data)
     assert sent > 200 * 1024, "the socket buffer took too little to test with"
@@ -243,10 +249,7 @@ def _unread(sock: socket.socket) -> int:
 def _flooded_socketpair(size: int) -> Tuple[socket.socket, socket.socket, int]:
     """A socketpair with up to ``size`` bytes of 32-byte lines waiting in
     it (what its buffers take without blocking); and how many."""
-    mine, theirs = socket.socketpair()
-    theirs.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
-    mine.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-    theirs.setblocking(False)
+    mine, theirs = _roomy_socketpair()
     data = memoryview(b"".join(b"%07d .......................\n" % n for n in range(size // 32)))
     sent = 0
     with contextlib.suppress(BlockingIOError):
