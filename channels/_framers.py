@@ -346,11 +346,23 @@ class LineFramer:
         if self._failed:
             del inbox[0]
             return False
-        if (  # the hot path: whole lines only, nothing else pending
-            not buffer and chunk.endswith(b"\n") and len(chunk) <= self._simple_up_to
-        ):
+        if chunk and len(buffer) + len(chunk) <= self._simple_up_to:  # (no line too long)
+            # The hot path: cut as it is, no copy of the chunk; its partial
+            # last line is the new buffer, the old one starts its first line.
             lines = _lines_of(chunk)
+            tail = lines[-1]
+            if tail.endswith(b"\n"):
+                tail = b""
+            else:
+                del lines[-1]
+            if not lines:
+                buffer += chunk
+                del inbox[0]
+                return False
+            if buffer:
+                lines[0] = bytes(buffer) + lines[0]
             out += ((lines, owner),)
+            buffer[:] = tail
             del inbox[0]
             return True
         delimiter = self._delimiter

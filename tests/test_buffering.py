@@ -236,6 +236,57 @@ def test_bytes_framing_yields_exactly_the_stream(
     assert all(frames)
 
 
+def _too_long(line: bytes, limit: int) -> bool:
+    return len(line) - line.endswith(b"\n") > limit
+
+
+@settings(max_examples=500)
+@given(
+    stream=streams,
+    points=st.lists(st.integers(min_value=0), max_size=20),
+    limit=st.integers(min_value=1, max_value=9),
+    pull_between=st.booleans(),
+    bulk=st.booleans(),
+)
+def test_bounded_line_framing_gives_every_line_before_the_first_too_long_one(
+    stream: bytes, points: List[int], limit: int, pull_between: bool, bulk: bool
+) -> None:
+    """With ``b'\\n'``, a chunk is cut as it is while no line of it (with the
+    partial line before it) can pass the limit, and searched otherwise: on
+    either side of that bound, any chunking gives the lines up to the first
+    too long, in order, then ``LineTooLong``."""
+    framer = LineBuffering(b"\n", max_length=limit).new_framer()
+    assert isinstance(framer, BulkFramer)
+    frames: List[bytes] = []
+
+    def pull() -> None:
+        if bulk:
+            frames.extend(framer.take_frames())
+            return
+        while (frame := framer.next_frame()) is not None:
+            frames.append(frame)
+
+    raised: Optional[LineTooLong] = None
+    try:
+        for chunk in cut(stream, points):
+            framer.feed(chunk)
+            if pull_between:
+                pull()
+        framer.feed_eof()
+        pull()
+        pull()  # (an error found with frames is raised by the next take)
+    except LineTooLong as exc:
+        raised = exc
+    lines = expected_lines(stream, b"\n")
+    good = 0
+    while good < len(lines) and not _too_long(lines[good], limit):
+        good += 1
+    assert frames == lines[:good]
+    assert (raised is not None) == (good < len(lines))
+    if raised is not None:
+        assert raised.max_length == limit
+
+
 # -- bounded lines ----------------------------------------------------------
 
 
