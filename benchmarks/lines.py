@@ -138,6 +138,52 @@ def consume_floor(fd: int, kind: str, count: int) -> Result:
     return report(n, nbytes + n, first, last + b"\n", t0)
 
 
+def consume_floor_tuples(fd: int, kind: str, count: int) -> Result:
+    """The floor of poll()'s shape, the 0.2 API's: selectors + recv(124 KiB) +
+    ``readlines()``, handed out as ``(line, token)`` tuples at most 1,024 a
+    step (as ``poll()`` does, to stay within CPython's free list of tuples),
+    then the same body per line. No fairness, no bookkeeping: what any
+    implementation of that shape costs at least."""
+    import io
+    from itertools import repeat
+
+    sel = selectors.DefaultSelector()
+    if kind == "pipe":
+        os.set_blocking(fd, False)
+        read: Callable[[], bytes] = lambda: os.read(fd, 126976)  # noqa: E731
+    else:
+        sock = socket.socket(fileno=fd)
+        sock.setblocking(False)
+        read = lambda: sock.recv(126976)  # noqa: E731
+    sel.register(fd, selectors.EVENT_READ)
+    token = object()
+    n = nbytes = 0
+    tail = b""
+    first = last = b""
+    t0 = 0.0
+    pending: List[bytes] = []
+    at = 0
+    while n < count:
+        if at >= len(pending):
+            sel.select()
+            data = read()
+            if not data:
+                break
+            pending = io.BytesIO(tail + data).readlines()
+            tail = b"" if pending[-1].endswith(b"\n") else pending.pop()
+            at = 0
+        results = list(zip(pending[at : at + 1024], repeat(token)))
+        at += 1024
+        if not t0:
+            t0 = time.perf_counter()
+            first = results[0][0]
+        for item, _ in results:
+            n += 1
+            nbytes += len(item)
+            last = item
+    return report(n, nbytes, first, last, t0)
+
+
 def _channel(fd: int, kind: str) -> object:
     from channels import PipeChannel, SocketChannel
 
@@ -352,6 +398,7 @@ def consume_tornado(fd: int, kind: str, count: int) -> Result:
 
 CONSUMERS: Dict[str, Callable[[int, str, int], Result]] = {
     "floor": consume_floor,
+    "floor-tuples": consume_floor_tuples,
     "channels": consume_channels,
     "channels-batches": consume_channels_batches,
     "asyncio-streams": consume_asyncio_streams,
@@ -366,6 +413,7 @@ CONSUMERS: Dict[str, Callable[[int, str, int], Result]] = {
 # Which module each implementation needs beyond the standard library.
 NEEDS: Dict[str, Optional[str]] = {
     "floor": None,
+    "floor-tuples": None,
     "channels": "channels",
     "channels-batches": "channels",
     "asyncio-streams": None,

@@ -3,7 +3,10 @@
 Every figure is the median of several repetitions, and every line figure is
 also given as a ratio to the floor measured in the same run (a raw
 ``selectors`` + ``recv(256 KiB)`` + ``bytes.split`` loop with the same Python
-body per line as every other consumer). The producer runs in its own
+body per line as every other consumer). ``floor-tuples`` is the floor of
+``poll()``'s shape: the same loop handing out ``(line, token)`` tuples, at
+most 1,024 at a time, with no fairness or bookkeeping; the ratios table
+gives issue #14's targets in this run. The producer runs in its own
 process, each implementation in another; each run's counts and first/last
 lines are checked, so a fast wrong answer fails the suite. A peer that is not
 installed is reported as missing and skipped.
@@ -347,6 +350,7 @@ def tables(results: Dict) -> str:
     add("Fan-in over loopback TCP, 32-byte lines, M lines/s (ratio to the floor):")
     add("")
     add(rst_table(rows))
+    out += ratio_table(results)
     if results.get("gc"):
         out += gc_table(results["gc"])
     rows = [("idle channels", "channels poll()", "floor", "ratio")]
@@ -388,6 +392,30 @@ def tables(results: Dict) -> str:
     if results.get("cli_relay"):
         out += cli_table(results["cli_relay"])
     return "\n".join(out)
+
+
+RATIOS = (
+    ("poll() / twisted", "channels", "twisted"),
+    ("floor-tuples / twisted", "floor-tuples", "twisted"),
+    ("poll() / floor-tuples", "channels", "floor-tuples"),
+    ("poll() / asyncio", "channels", "asyncio-protocol"),
+    ("batches / asyncio", "channels-batches", "asyncio-protocol"),
+)
+"""The ratios issue #14 sets targets for, and the floor of poll()'s shape."""
+
+
+def ratio_table(results: Dict) -> List[str]:
+    """Each case's ratios of ``RATIOS`` (one implementation's median over
+    another's, this run; '-' where one was not measured)."""
+    cases = {**results["throughput"], **{f"fan-in {c}": r for c, r in results["fanin"].items()}}
+    rows: Table = [("case", *(name for name, _, _ in RATIOS))]
+    for case, row in cases.items():
+        rows.append((case, *(ratio(row[a], row.get(b)) if a in row else "-" for _, a, b in RATIOS)))
+    return [
+        "Ratios in this run (``batches``: poll_batches(); ``twisted``: LineOnlyReceiver):",
+        "",
+        rst_table(rows),
+    ]
 
 
 def gc_table(collected: Dict[str, Dict[str, List[int]]]) -> List[str]:
