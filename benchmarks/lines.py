@@ -22,7 +22,7 @@ import selectors
 import socket
 import sys
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 BLOCK_LINES = 1000
 
@@ -106,17 +106,25 @@ def report(n: int, nbytes: int, first: bytes, last: bytes, t0: float) -> Result:
     }
 
 
-def consume_floor(fd: int, kind: str, count: int) -> Result:
-    """The floor: selectors + recv(256 KiB) + bytes.split, a Python loop per line."""
+def _bare_reader(
+    fd: int, kind: str, size: int
+) -> Tuple[selectors.BaseSelector, Callable[[], bytes]]:
+    """A selector watching ``fd`` (made non-blocking), and a read of ``size`` bytes at most."""
     sel = selectors.DefaultSelector()
     if kind == "pipe":
         os.set_blocking(fd, False)
-        read: Callable[[], bytes] = lambda: os.read(fd, 262144)  # noqa: E731
+        read: Callable[[], bytes] = lambda: os.read(fd, size)  # noqa: E731
     else:
         sock = socket.socket(fileno=fd)
         sock.setblocking(False)
-        read = lambda: sock.recv(262144)  # noqa: E731
+        read = lambda: sock.recv(size)  # noqa: E731
     sel.register(fd, selectors.EVENT_READ)
+    return sel, read
+
+
+def consume_floor(fd: int, kind: str, count: int) -> Result:
+    """The floor: selectors + recv(256 KiB) + bytes.split, a Python loop per line."""
+    sel, read = _bare_reader(fd, kind, 262144)
     n = nbytes = 0
     tail = b""
     first = last = b""
@@ -147,15 +155,7 @@ def consume_floor_tuples(fd: int, kind: str, count: int) -> Result:
     import io
     from itertools import repeat
 
-    sel = selectors.DefaultSelector()
-    if kind == "pipe":
-        os.set_blocking(fd, False)
-        read: Callable[[], bytes] = lambda: os.read(fd, 126976)  # noqa: E731
-    else:
-        sock = socket.socket(fileno=fd)
-        sock.setblocking(False)
-        read = lambda: sock.recv(126976)  # noqa: E731
-    sel.register(fd, selectors.EVENT_READ)
+    sel, read = _bare_reader(fd, kind, 126976)
     token = object()
     n = nbytes = 0
     tail = b""
