@@ -53,7 +53,7 @@ $(BENCH_STAMP): benchmarks/requirements.txt setup.cfg
 	done
 	touch $(BENCH_STAMP)
 
-## bench: the benchmark suite against asyncio, uvloop, Twisted, tornado and the floor (~10 min)
+## bench: the benchmark suite against asyncio, uvloop, Twisted, tornado and the floor (~2 min here; the first run also installs the peers)
 bench: $(BENCH_STAMP)
 	$(BENCH_VENV)/bin/python benchmarks/suite.py
 
