@@ -174,7 +174,7 @@ def consume_floor_tuples(fd: int, kind: str, count: int) -> Result:
             at = 0
         results = list(zip(pending[at : at + 1024], repeat(token)))
         at += 1024
-        if not t0:
+        if not t0 and results:  # (a read shorter than a line gives none)
             t0 = time.perf_counter()
             first = results[0][0]
         for item, _ in results:
